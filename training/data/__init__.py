@@ -1,0 +1,1 @@
+"""Datasets, the si-pbe protocol splits, neighbour graphs and batching."""

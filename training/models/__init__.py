@@ -1,0 +1,1 @@
+"""Models: representations (SchNet, SOAPNet, ...) composed with heads into potentials."""

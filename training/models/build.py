@@ -1,0 +1,51 @@
+"""Model specs and the one registry: model kind -> representation builder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .potential import AtomwiseHead, Potential
+from .schnet import SchNet
+
+
+@dataclass
+class ModelSpec:
+    """What a model is: kind, ordered species, cutoff (Å) and the kind's hyper-parameters."""
+
+    kind: str
+    species: list[str]
+    cutoff_angstrom: float
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    head_hidden: int = 128
+
+
+def _schnet(spec: ModelSpec) -> nn.Module:
+    return SchNet(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
+
+
+REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet}
+
+
+def build_representation(spec: ModelSpec) -> nn.Module:
+    if spec.kind not in REPRESENTATIONS:
+        raise ValueError(
+            f"unknown model kind '{spec.kind}'; known: {', '.join(sorted(REPRESENTATIONS))}"
+        )
+    return REPRESENTATIONS[spec.kind](spec)
+
+
+def feature_size(representation: nn.Module) -> int:
+    """Width of the per-atom features a representation emits."""
+    for attribute in ("num_features", "out_features"):
+        if hasattr(representation, attribute):
+            return int(getattr(representation, attribute))
+    return int(representation.embedding.embedding_dim)
+
+
+def build_potential(spec: ModelSpec, num_outputs: int = 1) -> Potential:
+    """A fresh potential of ``spec`` with ``num_outputs`` energies per atom (K for MP)."""
+    representation = build_representation(spec)
+    head = AtomwiseHead(feature_size(representation), spec.head_hidden, num_outputs)
+    return Potential(representation, head, len(spec.species), spec.cutoff_angstrom)
