@@ -1,0 +1,96 @@
+"""`eipnn-label`: list the EIP catalogue, label configurations, or write the Table 2 report.
+
+    eipnn-label --list
+    eipnn-label si-pbe --eips si --workers 2            # label, cached in the store
+    eipnn-label frames.extxyz --eips al/eam-zope-mishin --forces --output labels.npz
+    eipnn-label --report --seeds 1 2 3                   # docs/eip_accuracy.md
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eipnn-label", description=__doc__.split("\n")[0])
+    parser.add_argument("source", nargs="?", help="extxyz file, or a dataset name (si-pbe)")
+    parser.add_argument("--list", action="store_true", help="show the EIP catalogue")
+    parser.add_argument("--report", action="store_true", help="write the si-pbe Table 2")
+    parser.add_argument("--eips", default="si", help="comma-separated names or groups (si, al, agau)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--forces", action="store_true", help="also compute forces")
+    parser.add_argument("--store", default=None, help="label store directory (default: cache)")
+    parser.add_argument("--retry-missing", action="store_true", help="recompute failed entries")
+    parser.add_argument("--output", default=None, help="labels .npz, or the report .md")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="split seeds")
+    return parser
+
+
+def _list() -> str:
+    from ..eip.catalogue import catalogue_rows
+
+    return "\n".join(
+        f"{name:30s} {'installed' if installed else 'missing':9s}  {source}"
+        for name, source, installed in catalogue_rows()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ..eip.errors import EIPError
+
+    try:
+        if args.list:
+            print(_list())
+            return 0
+        if args.report:
+            from ..eip.report import DEFAULT_REPORT_PATH, eip_accuracy_report
+
+            print(
+                eip_accuracy_report(
+                    seeds=tuple(args.seeds),
+                    workers=args.workers,
+                    store=args.store,
+                    output=args.output or DEFAULT_REPORT_PATH,
+                )
+            )
+            return 0
+        if args.source is None:
+            print("eipnn-label: give a source (extxyz file or si-pbe), --list or --report",
+                  file=sys.stderr)
+            return 2
+        from ..eip.engine import label
+
+        start = time.perf_counter()
+        labels = label(
+            args.source,
+            args.eips,
+            workers=args.workers,
+            store=args.store,
+            with_forces=args.forces,
+            retry_missing=args.retry_missing,
+        )
+        seconds = time.perf_counter() - start
+        print(labels.summary_text())
+        print(f"{len(labels.hashes)} configurations x {len(labels.names)} EIPs in {seconds:.1f} s")
+        if args.output:
+            np.savez(
+                args.output,
+                names=np.array(labels.names),
+                eip_ids=np.array(labels.eip_ids),
+                energies_ev=labels.energies,
+                present=labels.present,
+                reasons=labels.reasons.astype(str),
+                n_atoms=labels.n_atoms,
+            )
+        return 0
+    except (EIPError, FileNotFoundError) as error:
+        print(f"eipnn-label: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

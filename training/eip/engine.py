@@ -1,0 +1,235 @@
+"""The labelling engine: configurations × EIPs -> energies (and forces), cached on disk.
+
+Work is cut into chunks of configurations for one EIP. Each chunk runs in a worker process
+(or in this process when ``workers=1``) that keeps its EIP objects alive across chunks;
+the parent writes every finished chunk to the label store in one transaction, so a killed
+run loses at most the chunks in flight and a rerun computes only what is missing.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from .catalogue import EIP, resolve
+from .errors import EIPError, UnsupportedSpecies
+from .labels import Labels
+from .sources import load_configurations
+from .store import LabelStore, StoredLabel
+from .structure import Structure
+
+MAX_ENERGY_PER_ATOM_EV = 200.0  # METHOD.md: above this an EIP energy is treated as missing
+DEFAULT_CHUNK_SIZE = 32
+
+_MODELS: dict[str, object] = {}  # per-process cache: KIM objects cannot be pickled
+
+
+def _model_for(eip: EIP):
+    model = _MODELS.get(eip.eip_id)
+    if model is None:
+        if eip.kind == "kim":
+            from .kim_model import KIMPortableModel
+
+            model = KIMPortableModel(eip.kim_id)
+        else:
+            from .ase_model import ASECalculatorModel
+
+            model = ASECalculatorModel(eip.calculator)
+        _MODELS[eip.eip_id] = model
+    return model
+
+
+def evaluate(model, structure: Structure, with_forces: bool) -> StoredLabel:
+    """One (configuration, EIP) entry; failures become a missing entry with its reason."""
+    n_atoms = len(structure.numbers)
+    try:
+        energy, forces = model.compute(structure, with_forces)
+    except UnsupportedSpecies as error:
+        return StoredLabel(n_atoms, None, None, f"unsupported-species: {error}")
+    except EIPError as error:
+        return StoredLabel(n_atoms, None, None, f"eip-error: {error}")
+    if not math.isfinite(energy) or (forces is not None and not np.isfinite(forces).all()):
+        return StoredLabel(n_atoms, None, None, f"non-finite: energy {energy} eV")
+    if energy / n_atoms > MAX_ENERGY_PER_ATOM_EV:
+        return StoredLabel(
+            n_atoms,
+            None,
+            None,
+            f"energy-too-high: {energy / n_atoms:.4g} eV/atom > {MAX_ENERGY_PER_ATOM_EV:g}",
+        )
+    return StoredLabel(n_atoms, energy, forces, None)
+
+
+@dataclass(frozen=True)
+class _Task:
+    eip: EIP
+    hashes: list[str]
+    structures: list[Structure]
+    with_forces: bool
+
+
+def _run_task(task: _Task) -> tuple[str, list[tuple[str, StoredLabel]]]:
+    model = _model_for(task.eip)
+    results = [
+        (config_hash, evaluate(model, structure, task.with_forces))
+        for config_hash, structure in zip(task.hashes, task.structures)
+    ]
+    return task.eip.eip_id, results
+
+
+def _usable(entry: StoredLabel, with_forces: bool, retry_missing: bool) -> bool:
+    if entry.reason is not None:
+        return not retry_missing
+    return entry.forces is not None or not with_forces
+
+
+class _MemoryStore:
+    """Stands in for LabelStore when the caller wants no disk cache (``store=False``)."""
+
+    def __init__(self):
+        self._entries: dict[tuple[str, str], StoredLabel] = {}
+
+    def get(self, hashes: list[str], eip_id: str) -> dict[str, StoredLabel]:
+        return {h: self._entries[h, eip_id] for h in hashes if (h, eip_id) in self._entries}
+
+    def put(self, eip_id: str, entries: list[tuple[str, StoredLabel]]) -> None:
+        for config_hash, entry in entries:
+            self._entries[config_hash, eip_id] = entry
+
+
+def _open_store(store):
+    if store is False:
+        return _MemoryStore(), True
+    if store is None or not hasattr(store, "put"):
+        return LabelStore(store), True
+    return store, False
+
+
+def _start_method() -> str:
+    """fork where available: workers start in milliseconds and callers need no
+    ``if __name__ == "__main__"`` guard. Workers run only KIM/numpy code, never torch, so
+    OpenMP state a forking caller may hold is never used in the child."""
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _execute(tasks: list[_Task], workers: int) -> Iterable[tuple[str, list]]:
+    """Results of the tasks as they finish, in-process or from ``workers`` processes."""
+    if workers <= 1:
+        for task in tasks:
+            yield _run_task(task)
+        return
+    context = multiprocessing.get_context(_start_method())
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_run_task, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool as error:
+            raise EIPError(
+                "a labelling worker died (a crash inside an EIP); finished chunks are "
+                "stored, so rerunning the same command resumes; run with workers=1 to see "
+                "which configuration crashes"
+            ) from error
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def label(
+    configurations,
+    eip_names: list[str] | tuple[str, ...] | str,
+    *,
+    workers: int = 1,
+    store=None,
+    with_forces: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    retry_missing: bool = False,
+    progress: bool = True,
+) -> Labels:
+    """EIP energies (eV) of every configuration under every EIP.
+
+    ``configurations``: list of ASE Atoms, an extxyz path, or "si-pbe". ``eip_names``:
+    catalogue short names, groups ("si"), or installed KIM model IDs. ``store``: a
+    :class:`LabelStore`, a directory, None for ``cache_dir()/labels``, or False for no disk
+    cache. Entries already stored are reused (failed ones too, unless ``retry_missing``);
+    only the rest is computed, in ``workers`` processes, with a progress bar.
+    """
+    from .catalogue import expand
+
+    configurations = load_configurations(configurations)
+    names = expand(eip_names)
+    eips = [resolve(name) for name in names]
+    structures = [Structure.from_atoms(atoms) for atoms in configurations]
+    hashes = [structure.content_hash() for structure in structures]
+    by_hash = dict(zip(hashes, structures))  # identical configurations are computed once
+
+    label_store, owned = _open_store(store)
+    try:
+        known = {eip.eip_id: label_store.get(hashes, eip.eip_id) for eip in eips}
+        tasks = []
+        for eip in eips:
+            pending = [
+                h
+                for h in by_hash
+                if h not in known[eip.eip_id]
+                or not _usable(known[eip.eip_id][h], with_forces, retry_missing)
+            ]
+            for start in range(0, len(pending), chunk_size):
+                part = pending[start : start + chunk_size]
+                tasks.append(_Task(eip, part, [by_hash[h] for h in part], with_forces))
+        total = sum(len(task.hashes) for task in tasks)
+        bar = _progress_bar(total, progress)
+        computed = dict.fromkeys(known, 0)
+        for eip_id, results in _execute(tasks, workers):
+            label_store.put(eip_id, results)
+            known[eip_id].update(results)
+            computed[eip_id] += len(results)
+            bar.update(len(results))
+        bar.close()
+    finally:
+        if owned and hasattr(label_store, "close"):
+            label_store.close()
+    labels = _assemble(names, eips, hashes, structures, known, with_forces)
+    labels.n_computed = np.array([computed[eip.eip_id] for eip in eips], dtype=np.int64)
+    return labels
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="EIP labels", unit="label", disable=not enabled or total == 0)
+
+
+def _assemble(names, eips, hashes, structures, known, with_forces) -> Labels:
+    n, k_count = len(hashes), len(eips)
+    energies = np.full((n, k_count), np.nan)
+    present = np.zeros((n, k_count), dtype=bool)
+    reasons = np.full((n, k_count), "", dtype=object)
+    forces = [[None] * n for _ in range(k_count)] if with_forces else None
+    for k, eip in enumerate(eips):
+        entries = known[eip.eip_id]
+        for i, config_hash in enumerate(hashes):
+            entry = entries[config_hash]
+            if entry.reason is None:
+                energies[i, k] = entry.energy_ev
+                present[i, k] = True
+                if forces is not None:
+                    forces[k][i] = entry.forces
+            else:
+                reasons[i, k] = entry.reason
+    n_atoms = np.array([len(s.numbers) for s in structures], dtype=np.int64)
+    return Labels(
+        names=list(names),
+        eip_ids=[eip.eip_id for eip in eips],
+        hashes=list(hashes),
+        n_atoms=n_atoms,
+        energies=energies,
+        present=present,
+        reasons=reasons,
+        forces=forces,
+    )
