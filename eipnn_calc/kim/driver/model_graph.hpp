@@ -1,0 +1,32 @@
+// What the driver hands the TorchScript model: the particles inside the receptive field of
+// the contributing particles and the edges the model's layers need, plus the results.
+#ifndef EIPNN_MODEL_GRAPH_HPP_
+#define EIPNN_MODEL_GRAPH_HPP_
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace eipnn {
+
+struct ModelGraph {
+  std::vector<int> particle;          // [n] KIM particle index of each node
+  std::vector<std::int64_t> species;  // [n] model species index
+  std::vector<double> positions;      // [n*3] Å
+  std::vector<std::uint8_t> contributing;  // [n] node_mask: summed into the energy
+  std::vector<std::int64_t> receivers;     // [E] edge i <- j: i = edge_index[0]
+  std::vector<std::int64_t> senders;       // [E] j = edge_index[1]
+
+  std::size_t NumNodes() const { return particle.size(); }
+};
+
+struct ModelResults {
+  double energy_eV = 0.0;
+  std::vector<double> energies_eV;    // [n]
+  std::vector<double> forces_eV_per_angstrom;  // [n*3]
+  std::array<double, 9> virial_eV{};  // row-major 3x3, eipnn sign: -sum_e r_e (x) dE/dr_e
+};
+
+}  // namespace eipnn
+
+#endif  // EIPNN_MODEL_GRAPH_HPP_

@@ -1,0 +1,71 @@
+#include "receptive_field.hpp"
+
+namespace eipnn {
+
+namespace {
+
+double SquaredDistance(double const * coordinates, int a, int b) {
+  double sum = 0.0;
+  for (int k = 0; k < 3; ++k) {
+    double const delta = coordinates[3 * b + k] - coordinates[3 * a + k];
+    sum += delta * delta;
+  }
+  return sum;
+}
+
+// Give `particle` a node in the graph (once) and return its node index.
+std::int64_t NodeOf(int particle, ParticleArrays const & particles, std::vector<int> * node_of,
+                    ModelGraph * graph) {
+  int & node = (*node_of)[particle];
+  if (node < 0) {
+    node = static_cast<int>(graph->particle.size());
+    graph->particle.push_back(particle);
+    graph->species.push_back(particles.species_codes[particle]);
+    graph->contributing.push_back(particles.contributing[particle] ? 1 : 0);
+    for (int k = 0; k < 3; ++k) graph->positions.push_back(particles.coordinates[3 * particle + k]);
+  }
+  return node;
+}
+
+}  // namespace
+
+bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, int num_layers,
+                     NeighborSource const & neighbors_of, ModelGraph * graph,
+                     std::string * error) {
+  *graph = ModelGraph();
+  double const cutoff_squared = cutoff_angstrom * cutoff_angstrom;
+  std::vector<int> node_of(particles.count, -1);
+  std::vector<int> frontier;
+  for (int p = 0; p < particles.count; ++p) {
+    if (particles.contributing[p]) {
+      NodeOf(p, particles, &node_of, graph);
+      frontier.push_back(p);
+    }
+  }
+  // Layer by layer: particles in `frontier` are `depth` edges away and need their edges.
+  for (int depth = 0; depth < num_layers && !frontier.empty(); ++depth) {
+    std::vector<int> next;
+    for (int const p : frontier) {
+      int count = 0;
+      int const * neighbors = nullptr;
+      if (!neighbors_of(p, &count, &neighbors)) {
+        *error = "the simulator gave no neighbour list for particle " + std::to_string(p);
+        return false;
+      }
+      std::int64_t const receiver = node_of[p];
+      for (int n = 0; n < count; ++n) {
+        int const q = neighbors[n];
+        if (SquaredDistance(particles.coordinates, p, q) >= cutoff_squared) continue;
+        bool const first_seen = node_of[q] < 0;
+        std::int64_t const sender = NodeOf(q, particles, &node_of, graph);
+        if (first_seen) next.push_back(q);
+        graph->receivers.push_back(receiver);
+        graph->senders.push_back(sender);
+      }
+    }
+    frontier.swap(next);
+  }
+  return true;
+}
+
+}  // namespace eipnn

@@ -1,0 +1,91 @@
+"""The model file contract: export, load, metadata validation and its errors."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from eipnn_calc import EIPNNCalculator, ModelFileError, ModelFormatVersionError, load_model, read_metadata
+from eipnn_calc.model_file import METADATA_NAME
+from eipnn_calc.neighbors import build_edges
+from eipnn_training.export import export_model
+from eipnn_training.models.build import ModelSpec, build_potential
+
+
+def test_metadata_round_trip(random_si_model):
+    metadata = read_metadata(random_si_model)
+    assert metadata.species == ["Si"]
+    assert metadata.cutoff_angstrom == 5.0
+    assert metadata.num_layers == 2
+    assert metadata.dtype == "float64"
+    assert metadata.model["kind"] == "schnet"
+    assert metadata.versions["torch"] == torch.__version__
+    assert metadata.units == {"energy": "eV", "length": "Angstrom"}
+
+
+def test_exported_model_equals_python_model(tmp_path):
+    torch.manual_seed(3)
+    spec = ModelSpec("schnet", ["Si"], 5.0, {"num_features": 32, "num_interactions": 2, "num_rbf": 32})
+    potential = build_potential(spec).double()
+    potential.atom_ref.fill_(-5.0)
+    export_model(potential, spec, tmp_path / "m.pt")
+    atoms = bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.rattle(0.1, seed=2)
+    edge_index, shifts = build_edges(atoms, 5.0)
+    inputs = (
+        torch.tensor(atoms.positions),
+        torch.zeros(len(atoms), dtype=torch.int64),
+        torch.tensor(edge_index),
+        torch.tensor(shifts),
+        torch.ones(len(atoms), dtype=torch.bool),
+    )
+    expected = potential(*inputs)
+    atoms.calc = EIPNNCalculator(tmp_path / "m.pt")
+    assert atoms.get_potential_energy() == pytest.approx(float(expected["energy"]), abs=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), expected["forces"].numpy(), atol=1e-10)
+    np.testing.assert_allclose(atoms.get_potential_energies(), expected["energies"].numpy(), atol=1e-10)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "nothing.pt")
+
+
+def test_not_torchscript(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_text("this is not a model")
+    with pytest.raises(ModelFileError, match="not a TorchScript file"):
+        EIPNNCalculator(path)
+
+
+def test_torchscript_but_not_eipnn(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(ModelFileError, match="not an eipnn model"):
+        load_model(path)
+
+
+def _rewrite_metadata(source, target, change):
+    """Copy a model archive, passing its metadata JSON through ``change``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename.endswith(METADATA_NAME):
+                data = json.dumps(change(json.loads(data))).encode()
+            new.writestr(item, data)
+
+
+def test_newer_format_version(random_si_model, tmp_path):
+    target = tmp_path / "future.pt"
+    _rewrite_metadata(random_si_model, target, lambda m: {**m, "format_version": 99})
+    with pytest.raises(ModelFormatVersionError, match="format version 99, newer"):
+        load_model(target)
+
+
+def test_missing_metadata_keys(random_si_model, tmp_path):
+    target = tmp_path / "partial.pt"
+    _rewrite_metadata(random_si_model, target, lambda m: {k: v for k, v in m.items() if k != "cutoff_angstrom"})
+    with pytest.raises(ModelFileError, match="lacks cutoff_angstrom"):
+        load_model(target)
