@@ -1,0 +1,297 @@
+"""SOAP power spectrum with dscribe's GTO radial basis, computed in torch from an edge list.
+
+What dscribe 2.x computes (``SOAP(rbf="gto")``), and so what this module computes:
+
+* Each neighbour j (and the central atom itself, at r = 0) carries a Gaussian density
+  exp(-|r - r_j|^2 / (2 sigma^2)); the densities of one species are expanded in
+  g_nl(r) Y_lm(r_hat), with real spherical harmonics and the Löwdin-orthonormalised GTOs
+  g_nl(r) = sum_k beta_nkl r^l exp(-alpha_kl r^2). The overlap integral over all space is
+  analytic: c_nlm = pi^{3/2} sum_k b_lnk sum_j w_j exp(a_lk r_j^2) r_j^l Y_lm(r_hat_j), with
+  a_lk = -alpha_kl eta / (alpha_kl + eta), b_lnk = eta^{-3/2} beta_nkl (1 + alpha_kl/eta)^{-(l+3/2)},
+  eta = 1 / (2 sigma^2).
+* p^{ZZ'}_{nn'l} = pi sqrt(8 / (2l + 1)) sum_m c^Z_nlm c^Z'_n'lm, ordered as dscribe orders
+  it: species pairs Z <= Z' (in the model's species order), then l, then n, n' (n <= n' when
+  Z == Z').
+* dscribe takes neighbours up to r_cut + sigma sqrt(-2 ln 1e-3) (its "cutoff padding") with
+  no taper, so its features jump when an atom crosses that sphere. With ``smooth_cutoff``
+  every neighbour's density is multiplied by a switch that goes from 1 to 0 (value, first and
+  second derivatives) over [cutoff - smooth_width, cutoff]: each neighbour's contribution to
+  every feature, and its derivative, reach zero at the cutoff, which MD needs.
+
+Everything is vectorised over edges, so forces and the virial come by autograd.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import scatter_sum
+
+# dscribe's GTOs decay to this value at their own radii, and its neighbour search reaches
+# where the atomic Gaussian has decayed to this value past r_cut.
+GTO_DECAY_THRESHOLD = 1e-3
+DSCRIBE_PADDING_THRESHOLD = 1e-3
+
+
+class SOAPSettingsError(ValueError):
+    """The SOAP settings cannot define a descriptor (bad n_max, l_max, sigma or cutoffs)."""
+
+
+def dscribe_cutoff_angstrom(r_cut_angstrom: float, sigma_angstrom: float) -> float:
+    """The neighbour radius dscribe uses for ``r_cut``: r_cut + sigma sqrt(-2 ln 1e-3).
+
+    Build edges with this cutoff (and ``smooth_cutoff=False``) to reproduce dscribe."""
+    return r_cut_angstrom + sigma_angstrom * math.sqrt(-2.0 * math.log(DSCRIBE_PADDING_THRESHOLD))
+
+
+def gto_basis(r_cut_angstrom: float, n_max: int, l_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """dscribe's GTO exponents alpha [l_max+1, n_max] (1/Å^2) and Löwdin coefficients
+    beta [l_max+1, n_max, n_max] that make the GTOs of each l orthonormal on r^2 dr."""
+    radii = np.linspace(1.0, r_cut_angstrom, n_max)
+    alphas = np.zeros((l_max + 1, n_max))
+    betas = np.zeros((l_max + 1, n_max, n_max))
+    for l in range(l_max + 1):
+        alpha = -np.log(GTO_DECAY_THRESHOLD / radii**l) / radii**2
+        # Overlap of r^l exp(-a r^2) and r^l exp(-a' r^2) on r^2 dr.
+        overlap = 0.5 * math.gamma(l + 1.5) * (alpha[:, None] + alpha[None, :]) ** (-l - 1.5)
+        eigenvalues, eigenvectors = np.linalg.eigh(overlap)
+        if eigenvalues.min() <= 0.0:
+            raise SOAPSettingsError(
+                f"the GTO overlap matrix for l={l} is not positive definite with r_cut="
+                f"{r_cut_angstrom} Å, n_max={n_max}: lower n_max or raise r_cut"
+            )
+        # S^{-1/2} (the symmetric square root of the inverse, as dscribe's sqrtm(inv(S))).
+        betas[l] = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+        alphas[l] = alpha
+    return alphas, betas
+
+
+def power_spectrum_size(num_species: int, n_max: int, l_max: int) -> int:
+    """Number of SOAP features: (S n)(S n + 1)/2 (l_max + 1), dscribe's count."""
+    radial = num_species * n_max
+    return radial * (radial + 1) // 2 * (l_max + 1)
+
+
+def _solid_harmonic_norms(l_max: int) -> list[float]:
+    """Normalisation of the real solid harmonics r^l Y_lm, m = -l..l for each l."""
+    norms = []
+    for l in range(l_max + 1):
+        for m in range(-l, l + 1):
+            a = abs(m)
+            value = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - a) / math.factorial(l + a))
+            norms.append(value * (math.sqrt(2.0) if m != 0 else 1.0))
+    return norms
+
+
+class RealSolidHarmonics(nn.Module):
+    """r^l Y_lm(r_hat) for l = 0..l_max, m = -l..l: [E, 3] -> [E, (l_max+1)^2].
+
+    Polynomials in x, y, z (no division by r), so they and their gradients stay finite at
+    r = 0. Sign conventions do not matter: the power spectrum sums over m."""
+
+    def __init__(self, l_max: int) -> None:
+        super().__init__()
+        self.l_max = l_max
+        self.register_buffer("norms", torch.tensor(_solid_harmonic_norms(l_max), dtype=torch.float64))
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
+        r2 = x * x + y * y + z * z
+        ones = torch.ones_like(x)
+        # cos_m[m] + i sin_m[m] = (x + i y)^m
+        cos_m = [ones]
+        sin_m = [torch.zeros_like(x)]
+        for m in range(self.l_max):
+            cos_m.append(x * cos_m[m] - y * sin_m[m])
+            sin_m.append(x * sin_m[m] + y * cos_m[m])
+        # legendre[m][l - m] = r^{l-m} d^m P_l / dx^m (z / r), by the associated-Legendre
+        # recurrence multiplied through by powers of r.
+        legendre: list[list[torch.Tensor]] = []
+        double_factorial = 1.0
+        for m in range(self.l_max + 1):
+            if m > 0:
+                double_factorial *= 2 * m - 1
+            column = [ones * double_factorial]
+            if m < self.l_max:
+                column.append((2 * m + 1) * z * column[0])
+            for l in range(m + 2, self.l_max + 1):
+                column.append(((2 * l - 1) * z * column[l - m - 1] - (l + m - 1) * r2 * column[l - m - 2]) / (l - m))
+            legendre.append(column)
+        out: list[torch.Tensor] = []
+        for l in range(self.l_max + 1):
+            for m in range(-l, l + 1):
+                if m < 0:
+                    out.append(legendre[-m][l + m] * sin_m[-m])
+                else:
+                    out.append(legendre[m][l - m] * cos_m[m])
+        return torch.stack(out, dim=1) * self.norms.to(vectors.dtype)
+
+
+class SmoothSwitch(nn.Module):
+    """1 below ``cutoff - width``, 0 at and beyond ``cutoff``, the quintic smoothstep in
+    between: value, first and second derivatives are continuous everywhere."""
+
+    def __init__(self, cutoff_angstrom: float, width_angstrom: float) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff_angstrom)
+        self.width = float(width_angstrom)
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        t = ((distance - (self.cutoff - self.width)) / self.width).clamp(0.0, 1.0)
+        return 1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+
+
+class SOAP(nn.Module):
+    """Per-atom SOAP power spectrum [N, num_features] from the model file's edge list.
+
+    Parameters
+    ----------
+    num_species: species of the model; species index k is the k-th species channel.
+    r_cut_angstrom: dscribe's ``r_cut``: it places the GTOs (decay radii 1 Å .. r_cut).
+    n_max, l_max, sigma_angstrom: dscribe's ``n_max``, ``l_max``, ``sigma``.
+    cutoff_angstrom: neighbour radius. Edges beyond it are ignored. Use
+        ``dscribe_cutoff_angstrom(r_cut, sigma)`` with ``smooth_cutoff=False`` to reproduce
+        dscribe; a model for MD uses the model cutoff with ``smooth_cutoff=True``.
+    smooth_cutoff: taper each neighbour's density to zero over the last ``smooth_width``.
+    """
+
+    def __init__(
+        self,
+        num_species: int,
+        r_cut_angstrom: float = 5.0,
+        n_max: int = 8,
+        l_max: int = 6,
+        sigma_angstrom: float = 1.0,
+        cutoff_angstrom: float | None = None,
+        smooth_cutoff: bool = True,
+        smooth_width_angstrom: float = 1.0,
+    ) -> None:
+        super().__init__()
+        cutoff_angstrom = r_cut_angstrom if cutoff_angstrom is None else cutoff_angstrom
+        _check_settings(num_species, r_cut_angstrom, n_max, l_max, sigma_angstrom, cutoff_angstrom)
+        if smooth_cutoff and not 0.0 < smooth_width_angstrom <= cutoff_angstrom:
+            raise SOAPSettingsError(
+                f"smooth_width_angstrom must be in (0, cutoff={cutoff_angstrom}] Å, "
+                f"got {smooth_width_angstrom}"
+            )
+        self.num_species = num_species
+        self.n_max = n_max
+        self.l_max = l_max
+        self.cutoff = float(cutoff_angstrom)
+        self.smooth_cutoff = smooth_cutoff
+        self.num_features = power_spectrum_size(num_species, n_max, l_max)
+        self.harmonics = RealSolidHarmonics(l_max)
+        self.switch = SmoothSwitch(cutoff_angstrom, smooth_width_angstrom if smooth_cutoff else 1.0)
+        self._register_constants(r_cut_angstrom, sigma_angstrom)
+
+    def _register_constants(self, r_cut_angstrom: float, sigma_angstrom: float) -> None:
+        n_max, l_max = self.n_max, self.l_max
+        alphas, betas = gto_basis(r_cut_angstrom, n_max, l_max)
+        eta = 1.0 / (2.0 * sigma_angstrom**2)
+        ls = np.arange(l_max + 1)[:, None]
+        exponents = -alphas * eta / (alphas + eta)  # [L, K]
+        damping = eta**-1.5 * (1.0 + alphas / eta) ** (-(ls + 1.5))  # [L, K]
+        # b[l, n, k] = beta[l, n, k] * damping[l, k]; pi^{3/2} folded in here.
+        coefficients = math.pi**1.5 * betas * damping[:, None, :]
+        # Expanded to one row per (l, m) so that one einsum applies it to all l at once.
+        l_of_lm = np.repeat(ls[:, 0], 2 * ls[:, 0] + 1)
+        self.register_buffer("exponents", torch.tensor(exponents))
+        self.register_buffer("coefficients_lm", torch.tensor(coefficients[l_of_lm]))  # [LM, N, K]
+        self.register_buffer("l_of_lm", torch.tensor(l_of_lm, dtype=torch.int64))
+        # The centre's own Gaussian at r = 0 only has l = 0: c_n00 += b[0, n, :].sum() Y_00.
+        self.register_buffer("self_term", torch.tensor(coefficients[0].sum(axis=1) / math.sqrt(4 * math.pi)))
+        prefactors = [math.pi * math.sqrt(8.0 / (2 * l + 1)) for l in range(l_max + 1)]
+        self.register_buffer("prefactors", torch.tensor(prefactors))
+        self.register_buffer("feature_index", torch.tensor(_feature_index(self.num_species, n_max, l_max)))
+
+    def coefficients(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        vectors: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Expansion coefficients c [N, S, n_max, (l_max+1)^2] of each atom's densities."""
+        num_atoms = species.shape[0]
+        dtype = vectors.dtype
+        weights = self.switch(lengths) if self.smooth_cutoff else torch.ones_like(lengths)
+        radial = torch.exp(lengths.unsqueeze(1).unsqueeze(2) ** 2 * self.exponents.to(dtype))  # [E, L, K]
+        radial = radial * weights.unsqueeze(1).unsqueeze(2)
+        radial = radial.index_select(1, self.l_of_lm)  # [E, LM, K]
+        angular = self.harmonics(vectors)  # [E, LM]
+        per_edge = radial * angular.unsqueeze(2)  # [E, LM, K]
+        # Sum over neighbours into one density per (centre, neighbour species).
+        channel = edge_index[0] * self.num_species + species.index_select(0, edge_index[1])
+        summed = scatter_sum(per_edge, channel, num_atoms * self.num_species)  # [N*S, LM, K]
+        c = torch.einsum("aqk,qnk->anq", summed, self.coefficients_lm.to(dtype))  # [N*S, n, LM]
+        c = c.reshape(num_atoms, self.num_species, self.n_max, -1)
+        own = torch.nn.functional.one_hot(species, self.num_species).to(dtype)  # [N, S]
+        self_term = own.unsqueeze(2) * self.self_term.to(dtype)  # [N, S, n]
+        return torch.cat([c[..., :1] + self_term.unsqueeze(3), c[..., 1:]], dim=3)
+
+    def forward(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        vectors: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Power spectrum [N, num_features]; edges at or beyond the cutoff are ignored."""
+        inside = lengths < self.cutoff
+        if not bool(inside.all()):
+            keep = torch.nonzero(inside).squeeze(1)
+            edge_index = edge_index.index_select(1, keep)
+            vectors = vectors.index_select(0, keep)
+            lengths = lengths.index_select(0, keep)
+        c = self.coefficients(species, edge_index, vectors, lengths)
+        num_atoms = c.shape[0]
+        c = c.reshape(num_atoms, self.num_species * self.n_max, -1)  # [N, S n, LM]
+        blocks: list[torch.Tensor] = []
+        for l in range(self.l_max + 1):
+            c_l = c[:, :, l * l : (l + 1) * (l + 1)]  # [N, S n, 2l+1]
+            products = torch.bmm(c_l, c_l.transpose(1, 2)) * self.prefactors[l].to(c.dtype)
+            blocks.append(products.reshape(num_atoms, -1))
+        everything = torch.cat(blocks, dim=1)  # [N, L (S n)^2]
+        return everything.index_select(1, self.feature_index)
+
+
+def _feature_index(num_species: int, n_max: int, l_max: int) -> list[int]:
+    """Where dscribe's feature f sits in the flattened [l, (Z n), (Z' n')] products."""
+    radial = num_species * n_max
+    block = radial * radial
+    index = []
+    for z in range(num_species):
+        for z2 in range(z, num_species):
+            for l in range(l_max + 1):
+                for n in range(n_max):
+                    for n2 in range(n if z == z2 else 0, n_max):
+                        index.append(l * block + (z * n_max + n) * radial + z2 * n_max + n2)
+    return index
+
+
+def _check_settings(
+    num_species: int,
+    r_cut_angstrom: float,
+    n_max: int,
+    l_max: int,
+    sigma_angstrom: float,
+    cutoff_angstrom: float,
+) -> None:
+    if num_species < 1:
+        raise SOAPSettingsError(f"SOAP needs at least one species, got num_species={num_species}")
+    if n_max < 1:
+        raise SOAPSettingsError(f"n_max must be at least 1, got {n_max}")
+    if not 0 <= l_max <= 20:
+        raise SOAPSettingsError(f"l_max must be in 0..20 (as in dscribe), got {l_max}")
+    if sigma_angstrom <= 0:
+        raise SOAPSettingsError(f"sigma_angstrom must be positive, got {sigma_angstrom}")
+    if r_cut_angstrom <= 1.0:
+        raise SOAPSettingsError(
+            f"r_cut_angstrom must exceed 1 Å for the GTO basis (its radii start at 1 Å), "
+            f"got {r_cut_angstrom}"
+        )
+    if cutoff_angstrom <= 0:
+        raise SOAPSettingsError(f"cutoff_angstrom must be positive, got {cutoff_angstrom}")
