@@ -29,7 +29,8 @@ DEFAULT_CHUNK_SIZE = 32
 _MODELS: dict[str, object] = {}  # per-process cache: KIM objects cannot be pickled
 
 
-def _model_for(eip: EIP):
+def model_for(eip: EIP):
+    """The (per-process cached) object that computes this EIP: KIM or ASE calculator."""
     model = _MODELS.get(eip.eip_id)
     if model is None:
         if eip.kind == "kim":
@@ -74,7 +75,7 @@ class _Task:
 
 
 def _run_task(task: _Task) -> tuple[str, list[tuple[str, StoredLabel]]]:
-    model = _model_for(task.eip)
+    model = model_for(task.eip)
     results = [
         (config_hash, evaluate(model, structure, task.with_forces))
         for config_hash, structure in zip(task.hashes, task.structures)
@@ -161,9 +162,9 @@ def label(
     """
     from .catalogue import expand
 
-    configurations = load_configurations(configurations)
     names = expand(eip_names)
-    eips = [resolve(name) for name in names]
+    eips = [resolve(name) for name in names]  # before loading: a typo fails at once
+    configurations = load_configurations(configurations)
     structures = [Structure.from_atoms(atoms) for atoms in configurations]
     hashes = [structure.content_hash() for structure in structures]
     by_hash = dict(zip(hashes, structures))  # identical configurations are computed once

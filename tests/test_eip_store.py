@@ -1,0 +1,135 @@
+"""The label store: cache hit and miss, kill -9 and resume, concurrent readers."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import textwrap
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from eipnn_training.eip import LabelStore, LabelStoreError, label
+from eipnn_training.eip.structure import Structure
+
+
+def _frames(count: int, seed: int = 0, repeat=(1, 1, 1)):
+    frames = []
+    for i in range(count):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * repeat
+        atoms.rattle(0.05, seed=seed * 100_000 + i)
+        frames.append(atoms)
+    return frames
+
+
+def test_rerun_computes_only_what_is_missing(tmp_path):
+    frames = _frames(10)
+    first = label(frames[:6], "si/sw-bht,si/tersoff-t3", store=tmp_path, progress=False)
+    assert first.n_computed.tolist() == [6, 6]
+    again = label(frames[:6], "si/sw-bht,si/tersoff-t3", store=tmp_path, progress=False)
+    assert again.n_computed.tolist() == [0, 0]
+    np.testing.assert_array_equal(again.energies, first.energies)
+    more = label(frames, "si/sw-bht,si/tersoff-t3,si/edip", store=tmp_path, progress=False)
+    assert more.n_computed.tolist() == [4, 4, 10]
+    np.testing.assert_array_equal(more.energies[:6, :2], first.energies)
+
+
+def test_forces_asked_later_are_computed_then_cached(tmp_path):
+    frames = _frames(3, seed=1)
+    label(frames, "si/tersoff-t2", store=tmp_path, progress=False)
+    with_forces = label(frames, "si/tersoff-t2", store=tmp_path, progress=False, with_forces=True)
+    assert with_forces.n_computed.tolist() == [3]
+    cached = label(frames, "si/tersoff-t2", store=tmp_path, progress=False, with_forces=True)
+    assert cached.n_computed.tolist() == [0]
+    np.testing.assert_array_equal(cached.forces[0][1], with_forces.forces[0][1])
+
+
+def test_failed_entries_are_cached_with_their_reason_unless_retried(tmp_path):
+    bad = bulk("Cu", "fcc", a=3.6)
+    first = label([bad], "si/sw-bht", store=tmp_path, progress=False)
+    cached = label([bad], "si/sw-bht", store=tmp_path, progress=False)
+    retried = label([bad], "si/sw-bht", store=tmp_path, progress=False, retry_missing=True)
+    assert [first.n_computed[0], cached.n_computed[0], retried.n_computed[0]] == [1, 0, 1]
+    assert cached.reasons[0, 0] == first.reasons[0, 0] != ""
+
+
+def test_key_is_the_configuration_content_not_its_object():
+    atoms = _frames(1)[0]
+    moved = atoms.copy()
+    moved.positions[0, 0] += 1e-9
+    assert Structure.from_atoms(atoms).content_hash() == Structure.from_atoms(atoms.copy()).content_hash()
+    assert Structure.from_atoms(atoms).content_hash() != Structure.from_atoms(moved).content_hash()
+
+
+def test_unwritable_store_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LabelStoreError, match="writable directory"):
+        LabelStore(blocker / "labels")
+
+
+_LABELLING_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from ase.build import bulk
+    from eipnn_training.eip import label
+    frames = []
+    for i in range({count}):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+        atoms.rattle(0.05, seed=i)
+        frames.append(atoms)
+    label(frames, "si/tersoff-tmod", store=sys.argv[1], chunk_size=4, progress=False)
+    """
+)
+
+
+def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path):
+    count = 400
+    script = tmp_path / "run.py"
+    script.write_text(_LABELLING_SCRIPT.format(count=count))
+    store_dir = tmp_path / "store"
+    process = subprocess.Popen([sys.executable, str(script), str(store_dir)])
+    reader = None
+    try:
+        deadline = time.monotonic() + 60
+        stored = 0
+        while stored < 40:  # a reader works while the writer writes
+            assert process.poll() is None, "labelling finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+            if reader is None and (store_dir / "labels.sqlite").exists():
+                reader = LabelStore(store_dir)
+            stored = reader.count() if reader is not None else 0
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    reader.close()
+
+    survived = LabelStore(store_dir).count()
+    assert 40 <= survived < count and survived % 4 == 0  # whole chunks only
+    with sqlite3.connect(store_dir / "labels.sqlite") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    frames = []
+    for i in range(count):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+        atoms.rattle(0.05, seed=i)
+        frames.append(atoms)
+    resumed = label(frames, "si/tersoff-tmod", store=store_dir, progress=False)
+    assert resumed.n_computed.tolist() == [count - survived]
+    fresh = label(frames, "si/tersoff-tmod", store=False, progress=False)
+    np.testing.assert_array_equal(resumed.energies, fresh.energies)
+
+
+def test_alignment_is_saved_with_the_labels(tmp_path):
+    with LabelStore(tmp_path) as store:
+        store.save_alignment("demo", {"offsets_ev": [[1.5]]})
+    with LabelStore(tmp_path) as store:
+        assert store.load_alignment("demo") == {"offsets_ev": [[1.5]]}
+        with pytest.raises(LabelStoreError, match="stored ones: \\['demo'\\]"):
+            store.load_alignment("other")
