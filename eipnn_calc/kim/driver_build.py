@@ -71,7 +71,7 @@ def _run(command: list[str], cwd: Path, what: str, env: dict[str, str] | None = 
 def build_driver(cache_dir: str | os.PathLike | None = None, jobs: int = 2) -> Path:
     """Build the driver into ``cache_dir`` (once per build key) and return the folder to use
     as a KIM model-drivers directory (e.g. ``KIM_API_MODEL_DRIVERS_DIR``)."""
-    root = Path(cache_dir or DEFAULT_CACHE_DIR) / build_key()
+    root = Path(cache_dir or DEFAULT_CACHE_DIR).resolve() / build_key()
     drivers_dir = root / "model-drivers"
     library = drivers_dir / DRIVER_NAME / DRIVER_LIBRARY
     root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,326 @@
+"""The KIM portable-model package: exported models through the KIM API (ASE's KIM
+calculator, LAMMPS ``pair_style kim``), compared with ``EIPNNCalculator``.
+
+The driver is compiled once per source hash into ``build/kim-driver`` (set
+``EIPNN_KIM_DRIVER_CACHE`` to move it); models are installed into a throw-away KIM user
+collection, so nothing touches the user's own ``~/.kim-api``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms, units
+from ase.build import bulk
+from ase.io import write
+from ase.md.verlet import VelocityVerlet
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from eipnn_calc.calculator import EIPNNCalculator
+from eipnn_calc.kim import exporter
+from eipnn_calc.kim.driver_build import build_driver
+from eipnn_calc.kim.kim_tools import collections_info_path
+from eipnn_calc.kim.portable_model import install_portable_model
+
+pytest.importorskip("kimpy")
+from ase.calculators.kim import KIM  # noqa: E402  (needs kimpy)
+from ase.calculators.kim.exceptions import KimpyError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LAMMPS = shutil.which("lmp")
+RELATIVE_TOLERANCE = 1e-6
+SI_LATTICE_ANGSTROM = 5.43
+
+
+def make_model_file(path: Path, species: list[str], seed: int = 0) -> Path:
+    """A small random-init SchNet (cutoff 5 Å, 2 layers: influence distance 10 Å)."""
+    from eipnn_training.export import export_model
+    from eipnn_training.models.build import ModelSpec, build_potential
+
+    torch.manual_seed(seed)
+    spec = ModelSpec("schnet", species, 5.0, {"num_features": 16, "num_interactions": 2, "num_rbf": 16})
+    potential = build_potential(spec)
+    with torch.no_grad():
+        potential.atom_ref[:] = torch.linspace(-5.4, -7.4, len(species)).unsqueeze(1)
+        potential.scale[:] = 5.0  # forces of a few tenths of eV/Å: dynamics that do something
+    export_model(potential, spec, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def kim_environment(tmp_path_factory):
+    """An isolated KIM user collection plus the cached driver; cwd there (kim.log)."""
+    root = tmp_path_factory.mktemp("kim")
+    cache = os.environ.get("EIPNN_KIM_DRIVER_CACHE", REPO / "build" / "kim-driver")
+    drivers_dir = build_driver(cache)
+    collection = {name: root / name for name in ("model-drivers", "portable-models", "simulator-models")}
+    for folder in collection.values():
+        folder.mkdir()
+    config = root / "kim-api-config"
+    subprocess.run(
+        [str(collections_info_path()), "write_config_file", str(config), *map(str, collection.values())],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIM_API_CONFIGURATION_FILE", str(config))
+        patch.setenv("KIM_API_MODEL_DRIVERS_DIR", str(drivers_dir))
+        patch.delenv("KIM_API_PORTABLE_MODELS_DIR", raising=False)
+        patch.delenv("KIM_API_SIMULATOR_MODELS_DIR", raising=False)
+        patch.chdir(root)
+        yield root
+
+
+def install_model(root: Path, name: str, species: list[str], *options: str) -> Path:
+    model = make_model_file(root / f"{name}.pt", species)
+    assert exporter.main([str(model), name, "--output-dir", str(root / "packages"), "--install", *options]) == 0
+    return model
+
+
+@pytest.fixture(scope="module")
+def si_model(kim_environment):
+    return "eipnn_test_Si", install_model(kim_environment, "eipnn_test_Si", ["Si"])
+
+
+@pytest.fixture(scope="module")
+def sic_model(kim_environment):
+    return "eipnn_test_SiC", install_model(kim_environment, "eipnn_test_SiC", ["Si", "C"])
+
+
+def rattled(atoms: Atoms, seed: int, amplitude_angstrom: float = 0.1, strain: float = 0.01) -> Atoms:
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + strain * rng.normal(size=(3, 3))), scale_atoms=True)
+    atoms.positions += rng.normal(scale=amplitude_angstrom, size=atoms.positions.shape)
+    return atoms
+
+
+def evaluate(calculator, atoms: Atoms, properties: list[str]) -> dict[str, np.ndarray]:
+    calculator.calculate(atoms.copy(), properties)
+    return {name: calculator.results[name] for name in properties}
+
+
+def assert_same_results(atoms: Atoms, model_name: str, model_path: Path) -> None:
+    reference = atoms.copy()
+    reference.calc = EIPNNCalculator(model_path)
+    through_kim = atoms.copy()
+    through_kim.calc = KIM(model_name)
+    energy = reference.get_potential_energy()
+    assert through_kim.get_potential_energy() == pytest.approx(energy, rel=RELATIVE_TOLERANCE)
+    forces = reference.get_forces()
+    assert np.abs(forces).max() > 1e-3  # a test of something
+    np.testing.assert_allclose(
+        through_kim.get_forces(), forces, rtol=0, atol=RELATIVE_TOLERANCE * np.abs(forces).max()
+    )
+    stress = reference.get_stress()
+    np.testing.assert_allclose(
+        through_kim.get_stress(), stress, rtol=0, atol=RELATIVE_TOLERANCE * np.abs(stress).max()
+    )
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        # 2 atoms: the 10 Å influence distance spans many periodic images.
+        rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM), seed=1),
+        rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True).repeat((2, 2, 2)), seed=2),
+        rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM).repeat((3, 2, 2)), seed=3, strain=0.03),
+    ],
+    ids=["primitive", "cubic-2x2x2", "triclinic-3x2x2"],
+)
+def test_ase_kim_equals_eipnn_calculator_for_si(si_model, atoms):
+    name, path = si_model
+    assert_same_results(atoms, name, path)
+
+
+def test_ase_kim_equals_eipnn_calculator_for_two_species(sic_model):
+    name, path = sic_model
+    atoms = bulk("SiC", "zincblende", a=4.36, cubic=True).repeat((2, 2, 1))
+    # Swap a few sites so both species see mixed neighbourhoods.
+    symbols = atoms.get_chemical_symbols()
+    for index in (0, 5, 11, 22):
+        symbols[index] = "Si" if symbols[index] == "C" else "C"
+    atoms.set_chemical_symbols(symbols)
+    assert_same_results(rattled(atoms, seed=4), name, path)
+
+
+def test_ase_kim_on_an_open_cluster(si_model):
+    """No periodicity: the simulator supplies no padding; energies and forces still agree."""
+    name, path = si_model
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True), seed=5, strain=0)
+    atoms.pbc = False
+    reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "forces"])
+    kim = evaluate(KIM(name), atoms, ["energy", "forces"])
+    assert kim["energy"] == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
+    np.testing.assert_allclose(kim["forces"], reference["forces"], atol=1e-9)
+
+
+def test_species_the_model_lacks_is_refused(si_model):
+    name, _ = si_model
+    atoms = bulk("SiC", "zincblende", a=4.36)
+    atoms.calc = KIM(name)
+    with pytest.raises(RuntimeError, match="Species not supported by KIM model; .C."):
+        atoms.get_potential_energy()
+
+
+def test_missing_model_file_gives_a_kim_error_that_says_why(kim_environment):
+    model = make_model_file(kim_environment / "soon_gone.pt", ["Si"])
+    # --reference: the package points at the file instead of carrying a copy.
+    assert exporter.main([str(model), "eipnn_test_gone", "--output-dir", str(kim_environment / "packages"),
+                          "--install", "--reference"]) == 0
+    model.unlink()
+    script = "from ase.calculators.kim import KIM\nKIM('eipnn_test_gone')\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "KimpyError" in result.stderr  # a Python error, not a crash
+    assert f"model file '{model}' does not exist" in result.stderr
+
+
+def test_a_file_that_is_not_a_model_gives_a_kim_error(kim_environment):
+    fake = kim_environment / "not_a_model.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(fake))
+    package = kim_environment / "packages" / "eipnn_test_fake"
+    # Write the package by hand: the exporter itself refuses such a file (tested below).
+    exporter_ok = make_model_file(kim_environment / "ok.pt", ["Si"])
+    assert exporter.main([str(exporter_ok), "eipnn_test_fake", "--output-dir", str(package.parent)]) == 0
+    shutil.copyfile(fake, package / "eipnn_test_fake.pt")
+    install_portable_model(package, "user")
+    with pytest.raises(KimpyError):
+        KIM("eipnn_test_fake")
+    assert "is TorchScript but not an eipnn model" in (kim_environment / "kim.log").read_text()
+
+
+# ---------------------------------------------------------------------------- LAMMPS
+
+LAMMPS_SETUP = """\
+kim init {model} metal
+atom_style atomic
+boundary p p p
+read_data {data}
+kim interactions {species}
+mass * 28.0855
+"""
+LAMMPS_NVE = """\
+timestep {timestep_ps}
+thermo_style custom step pe ke etotal
+thermo_modify format float %.10f
+thermo {every}
+fix integrate all nve
+run {steps}
+"""
+# One static evaluation: per-atom energies (partialParticleEnergy), forces, and the
+# pressure tensor from the model's virial (partialVirial), with zero velocities.
+LAMMPS_STATIC = """\
+compute atom_energy all pe/atom
+dump atoms all custom 1 atoms.dump id c_atom_energy fx fy fz
+dump_modify atoms sort id format float %.12e
+thermo_style custom step pe pxx pyy pzz pyz pxz pxy
+thermo_modify format float %.12e
+run 0
+"""
+
+
+def run_lammps(workdir: Path, model: str, atoms: Atoms, commands: str,
+               species: str = "Si") -> subprocess.CompletedProcess:
+    data = workdir / "config.data"
+    write(data, atoms, format="lammps-data", specorder=["Si"], velocities=True, units="metal")
+    script = workdir / "in.kim"
+    script.write_text(LAMMPS_SETUP.format(model=model, data=data, species=species) + commands)
+    return subprocess.run([LAMMPS, "-in", str(script), "-log", str(workdir / "log.lammps")],
+                          cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+
+
+def thermo_table(output: str) -> np.ndarray:
+    rows = re.findall(r"^\s*(\d+)\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s*$", output, re.M)
+    return np.array(rows, dtype=float)
+
+
+def ase_nve_energies(atoms: Atoms, model_path: Path, steps: int, every: int, timestep_ps: float) -> np.ndarray:
+    atoms = atoms.copy()
+    atoms.calc = EIPNNCalculator(model_path)
+    dynamics = VelocityVerlet(atoms, timestep=timestep_ps * 1000 * units.fs)
+    totals = []
+
+    def record():
+        totals.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
+
+    dynamics.attach(record, interval=every)
+    dynamics.run(steps)
+    return np.array(totals)
+
+
+@pytest.mark.skipif(LAMMPS is None, reason="LAMMPS (lmp) not installed")
+def test_lammps_nve_512_atoms(si_model, tmp_path):
+    name, path = si_model
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True).repeat((4, 4, 4)),
+                    seed=6, amplitude_angstrom=0.05, strain=0)
+    assert len(atoms) == 512
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(7))
+    Stationary(atoms)
+    steps, every, timestep_ps = 100, 10, 0.001
+    nve = LAMMPS_NVE.format(timestep_ps=timestep_ps, steps=steps, every=every)
+    result = run_lammps(tmp_path, name, atoms, nve)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = thermo_table(result.stdout)
+    assert table[:, 0].tolist() == list(range(0, steps + 1, every))
+
+    reference = atoms.copy()
+    reference.calc = EIPNNCalculator(path)
+    assert table[0, 1] == pytest.approx(reference.get_potential_energy(), rel=RELATIVE_TOLERANCE)
+
+    # Sane dynamics: the potential energy moves by far more than the total energy drifts.
+    pe, total = table[:, 1], table[:, 3]
+    drift_per_atom = np.abs(total - total[0]).max() / len(atoms)
+    assert np.ptp(pe) / len(atoms) > 20 * drift_per_atom
+    # Conserved as well as the same run with ASE's velocity Verlet and EIPNNCalculator.
+    ase_total = ase_nve_energies(atoms, path, steps, every, timestep_ps)
+    ase_drift_per_atom = np.abs(ase_total - ase_total[0]).max() / len(atoms)
+    assert drift_per_atom < 2 * ase_drift_per_atom + 1e-6
+    # Same start, same integrator: the two trajectories' energies agree.
+    np.testing.assert_allclose(total, ase_total, rtol=0, atol=1e-5 * len(atoms))
+
+
+@pytest.mark.skipif(LAMMPS is None, reason="LAMMPS (lmp) not installed")
+def test_lammps_refuses_a_species_the_model_lacks(si_model, tmp_path):
+    name, _ = si_model
+    atoms = bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True)
+    result = run_lammps(tmp_path, name, atoms, "run 0\n", species="C")
+    assert result.returncode != 0
+    assert re.search(r"ERROR.*[Ss]pecies", result.stdout + result.stderr)
+
+
+EV_PER_CUBIC_ANGSTROM_IN_BAR = 1.602176634e6
+
+
+@pytest.mark.skipif(LAMMPS is None, reason="LAMMPS (lmp) not installed")
+def test_lammps_static_energies_forces_and_pressure(si_model, tmp_path):
+    name, path = si_model
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True).repeat((2, 2, 2)),
+                    seed=8, strain=0)
+    atoms.set_cell(atoms.cell * 1.02, scale_atoms=True)
+    result = run_lammps(tmp_path, name, atoms, LAMMPS_STATIC)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "energies", "forces", "stress"])
+
+    dump = np.loadtxt(tmp_path / "atoms.dump", skiprows=9)
+    energies, forces = dump[:, 1], dump[:, 2:5]
+    np.testing.assert_allclose(energies, reference["energies"], rtol=RELATIVE_TOLERANCE)
+    np.testing.assert_allclose(forces, reference["forces"], rtol=0,
+                               atol=RELATIVE_TOLERANCE * np.abs(reference["forces"]).max())
+
+    row = re.search(r"^\s*0((?:\s+-?\d\.\d+e[+-]\d+){7})\s*$", result.stdout, re.M)
+    pe, *pressure_bar = map(float, row.group(1).split())
+    assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
+    # LAMMPS: pxx pyy pzz pyz pxz pxy = -stress (Voigt order), in bar.
+    expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
+    np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
+                               atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
