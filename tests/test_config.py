@@ -1,0 +1,84 @@
+"""Run configuration: YAML + overrides, validated at once, naming the bad key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eipnn_training.cli.train import STRATEGIES, main
+from eipnn_training.config import ConfigError, load_config, parse_overrides, save_config
+from eipnn_training.train.session import check_choices
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["si_pbe_schnet_baseline.yaml", "si_pbe_schnet_tiny.yaml"])
+def test_examples_load_and_pick_known_pieces(name):
+    config = load_config(EXAMPLES / name)
+    check_choices(config, STRATEGIES)
+    assert config.model.species == ["Si"]
+
+
+def test_baseline_example_has_the_papers_settings():
+    config = load_config(EXAMPLES / "si_pbe_schnet_baseline.yaml")
+    t = config.train
+    assert (t.epochs, t.batch_size, t.lr, t.lr_final, t.grad_clip, t.force_weight) == (100, 32, 1e-3, 1e-5, 5.0, 0.0)
+    assert config.model.hyperparameters == {"num_features": 128, "num_interactions": 5, "num_rbf": 128}
+    assert config.data.path is None and config.model.cutoff_angstrom == 5.0
+
+
+def test_overrides_reach_nested_keys_and_parse_as_yaml(tmp_path):
+    config = load_config(write(tmp_path, "train: {epochs: 5}\n"),
+                         ["train.epochs=7", "data.split_seed=2", "train.lr=1e-4", "device=cpu"])
+    assert (config.train.epochs, config.data.split_seed, config.train.lr) == (7, 2, 1e-4)
+    assert parse_overrides(["model.species=[Si, C]"]) == {"model": {"species": ["Si", "C"]}}
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(EXAMPLES / "si_pbe_schnet_tiny.yaml", ["train.epochs=3"])
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trian: {epochs: 3}\n", "unknown config key 'trian'"),
+    ("train: {epoch: 3}\n", "unknown config key 'train.epoch'"),
+    ("train: {epochs: three}\n", "config key 'train.epochs' must be int, got str"),
+    ("train: {epochs: 2.5}\n", "config key 'train.epochs' must be int, got float"),
+    ("train: {lr: fast}\n", "config key 'train.lr' must be float, got str"),
+    ("data: {split_seed: true}\n", "config key 'data.split_seed' must be an int, got a bool"),
+    ("model: {species: Si}\n", "config key 'model.species' must be list, got str"),
+    ("train: 3\n", "config key 'train' must be a mapping"),
+    ("train: {epochs: 0}\n", "config key 'train.epochs' must be > 0"),
+    ("data: {max_val: 0}\n", "config key 'data.max_val' must be >= 1"),
+    ("train: {dtype: float16}\n", "config key 'train.dtype' must be one of"),
+])
+def test_bad_configs_fail_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_bad_overrides_and_missing_file_fail(tmp_path):
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(None, ["train.epochs"])
+    with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
+        load_config(None, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("strategy=magic", "config key 'strategy' is 'magic'; known: baseline"),
+    ("model.kind=transformer", "config key 'model.kind' is 'transformer'; known: schnet"),
+    ("train.schedule=cosine", "config key 'train.schedule' is 'cosine'"),
+])
+def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override, message):
+    # A data path that does not exist: the name check must come first.
+    with pytest.raises(ConfigError, match=message):
+        main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, f"runs_dir={tmp_path}"])

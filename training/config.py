@@ -1,0 +1,230 @@
+"""One configuration object per run: read from YAML, overridden by ``key=value``,
+validated once (unknown keys and wrong types fail at once, naming the key), and saved
+resolved in the run folder.
+
+Sections mirror the pieces they feed: ``data`` (dataset and split), ``model`` (the
+``ModelSpec``), ``train`` (optimiser, schedule, loss), and top-level run settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, has the wrong type, or an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    """Which configurations, and how they are split.
+
+    ``path`` None means the built-in si-pbe protocol read from ``si_pbe_dir`` (None: the
+    default folder, see ``si_pbe.default_si_pbe_dir``). A ``path`` is an extxyz file or an
+    ASE database; it is split with the same fractions and seed as si-pbe.
+    ``max_train``/``max_val``/``max_test`` keep only the first n of a split (after the
+    seeded shuffle): for quick runs; None keeps all.
+    """
+
+    path: Optional[str] = None
+    si_pbe_dir: Optional[str] = None
+    split_seed: int = 1
+    max_train: Optional[int] = None
+    max_val: Optional[int] = None
+    max_test: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    """The model: ``kind`` is a key of ``models.build.REPRESENTATIONS``.
+
+    ``species`` None takes the species present in the dataset.
+    """
+
+    kind: str = "schnet"
+    species: Optional[list] = None
+    cutoff_angstrom: float = 5.0
+    hyperparameters: dict = field(
+        default_factory=lambda: {"num_features": 128, "num_interactions": 5, "num_rbf": 128}
+    )
+    head_hidden: int = 128
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (METHOD.md "Baseline training"). ``force_weight`` > 0 adds a force MSE
+    term (eV/Å)² to the loss (beyond the paper; 0 = the paper's energy-only loss)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1.0e-3
+    lr_final: float = 1.0e-5
+    schedule: str = "linear"
+    loss: str = "mse"
+    grad_clip: float = 5.0
+    force_weight: float = 0.0
+    dtype: str = "float32"
+    eval_batch_size: int = 64
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    strategy: str = "baseline"
+    seed: int = 0
+    device: str = "cpu"
+    runs_dir: str = "runs"
+    export_dtype: str = "float64"
+    num_threads: Optional[int] = None
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` checked against ``annotation`` (ints pass as floats; bools are not ints)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [a for a in options if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    expected = origin or annotation
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):
+        # PyYAML reads "1e-3" (no dot) as a string: accept any float literal.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"config key '{key}' must be an int, got a bool ({value!r})")
+    if not isinstance(value, expected):
+        raise ConfigError(
+            f"config key '{key}' must be {_type_name(expected)}, got "
+            f"{type(value).__name__} ({value!r})"
+        )
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.')}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}'; known keys here: {', '.join(sorted(known))}"
+            )
+    kwargs = {}
+    for key, value in values.items():
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[key] = _build(annotation, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, annotation, prefix + key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[leaf] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["train.epochs=3", "data.split_seed=2"]`` -> nested dict; values parsed as YAML."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override '{pair}' must look like key=value (e.g. train.epochs=3)")
+        key, raw = pair.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "hyperparameters":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    config = _build(RunConfig, values)
+    validate(config)
+    return config
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read ``path`` (YAML), apply ``key=value`` overrides, validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: '{path}'")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file '{path}' must hold a YAML mapping at the top")
+    return config_from_dict(_merge(values, parse_overrides(overrides or [])))
+
+
+def validate(config: RunConfig) -> None:
+    """Value checks that types alone cannot make."""
+    t = config.train
+    positive = {
+        "train.epochs": t.epochs, "train.batch_size": t.batch_size, "train.lr": t.lr,
+        "train.lr_final": t.lr_final, "train.grad_clip": t.grad_clip,
+        "train.eval_batch_size": t.eval_batch_size,
+        "model.cutoff_angstrom": config.model.cutoff_angstrom,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"config key '{key}' must be > 0, got {value}")
+    if t.force_weight < 0:
+        raise ConfigError(f"config key 'train.force_weight' must be >= 0, got {t.force_weight}")
+    for key in ("max_train", "max_val", "max_test"):
+        value = getattr(config.data, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"config key 'data.{key}' must be >= 1 or null, got {value}")
+    for key, value, allowed in (
+        ("train.dtype", t.dtype, ("float32", "float64")),
+        ("export_dtype", config.export_dtype, ("float32", "float64")),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' must be one of {allowed}, got '{value}'")
+    if not config.name or "/" in config.name:
+        raise ConfigError(f"config key 'name' must be a non-empty folder name, got '{config.name}'")
+
+
+def save_config(config: RunConfig, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

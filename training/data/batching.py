@@ -1,0 +1,149 @@
+"""Configurations of different sizes batched into one graph, with per-row targets.
+
+A batch carries, per configuration row: ``targets`` [B, K] (eV, total energies),
+``target_mask`` [B, K] (False where a target is missing), ``weight`` [B] and ``kind`` [B]
+(``KIND_DFT`` or ``KIND_EIP``), so a strategy can mix DFT rows with EIP-labelled rows and
+a loss can treat them apart. Shuffling is drawn from (seed, epoch) alone, so an epoch's
+batches are the same whether or not the run was resumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .graphs import GraphSet
+
+KIND_DFT = 0
+KIND_EIP = 1
+
+
+@dataclass
+class Batch:
+    positions: torch.Tensor  # [N, 3] Å
+    species: torch.Tensor  # [N] int64 index into the model's species
+    edge_index: torch.Tensor  # [2, E] int64, offset into the batch
+    edge_shift: torch.Tensor  # [E, 3] Å
+    batch: torch.Tensor  # [N] int64 row of each atom
+    num_atoms: torch.Tensor  # [B] int64
+    targets: torch.Tensor  # [B, K] eV
+    target_mask: torch.Tensor  # [B, K] bool
+    weight: torch.Tensor  # [B]
+    kind: torch.Tensor  # [B] int64
+    rows: torch.Tensor  # [B] int64 configuration indices in the dataset
+    forces: torch.Tensor | None = None  # [N, 3] eV/Å, when force training asks for it
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> "Batch":
+        """Move to ``device``; float tensors are cast to ``dtype`` (the model's)."""
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+            moved[f.name] = value
+        return Batch(**moved)
+
+
+@dataclass
+class Rows:
+    """What a batch's rows are: configuration indices and their targets.
+
+    ``targets`` [R, K] eV (NaN = missing), ``weight`` [R], ``kind`` [R]; ``forces`` holds
+    per-configuration DFT forces (or is None) when force training is on.
+    """
+
+    indices: np.ndarray
+    targets: np.ndarray
+    weight: np.ndarray
+    kind: np.ndarray
+    forces: list[np.ndarray | None] | None = None
+
+    def __post_init__(self) -> None:
+        self.targets = np.asarray(self.targets, dtype=np.float64).reshape(len(self.indices), -1)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def concat(self, other: "Rows") -> "Rows":
+        """These rows followed by ``other`` (the augmented training set of LA)."""
+        forces = None
+        if self.forces is not None or other.forces is not None:
+            forces = (self.forces or [None] * len(self)) + (other.forces or [None] * len(other))
+        return Rows(
+            np.concatenate([self.indices, other.indices]),
+            np.concatenate([self.targets, other.targets]),
+            np.concatenate([self.weight, other.weight]),
+            np.concatenate([self.kind, other.kind]),
+            forces,
+        )
+
+
+def collate(graphs: GraphSet, species_index: np.ndarray, rows: Rows, select: np.ndarray) -> Batch:
+    """One batch of the rows ``select`` (positions into ``rows``)."""
+    configs = rows.indices[select]
+    a0, a1 = graphs.atom_offsets[configs], graphs.atom_offsets[configs + 1]
+    e0, e1 = graphs.edge_offsets[configs], graphs.edge_offsets[configs + 1]
+    counts = a1 - a0
+    atom_ids = np.concatenate([np.arange(s, t) for s, t in zip(a0, a1)])
+    edge_ids = np.concatenate([np.arange(s, t) for s, t in zip(e0, e1)])
+    # Local edge indices + where each configuration starts inside the batch.
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    edge_offset = np.repeat(starts, e1 - e0)
+    targets = rows.targets[select]
+    forces = None
+    if rows.forces is not None:
+        per_row = [rows.forces[s] for s in select]
+        if all(f is not None for f in per_row):
+            forces = torch.from_numpy(np.concatenate(per_row))
+    return Batch(
+        positions=torch.from_numpy(graphs.positions[atom_ids]),
+        species=torch.from_numpy(species_index[atom_ids]),
+        edge_index=torch.from_numpy(graphs.edge_index[:, edge_ids] + edge_offset),
+        edge_shift=torch.from_numpy(graphs.edge_shift[edge_ids]),
+        batch=torch.from_numpy(np.repeat(np.arange(len(configs)), counts)),
+        num_atoms=torch.from_numpy(counts.astype(np.int64)),
+        targets=torch.from_numpy(np.nan_to_num(targets)),
+        target_mask=torch.from_numpy(~np.isnan(targets)),
+        weight=torch.from_numpy(rows.weight[select].astype(np.float64)),
+        kind=torch.from_numpy(rows.kind[select].astype(np.int64)),
+        rows=torch.from_numpy(configs.astype(np.int64)),
+        forces=forces,
+    )
+
+
+class BatchLoader:
+    """Batches of ``rows``; with ``shuffle`` the order of epoch ``e`` comes from
+    ``numpy.random.default_rng([seed, e])``, independent of any earlier epoch."""
+
+    def __init__(
+        self,
+        graphs: GraphSet,
+        species_index: np.ndarray,
+        rows: Rows,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.graphs, self.species_index, self.rows = graphs, species_index, rows
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+
+    def __len__(self) -> int:
+        return -(-len(self.rows) // self.batch_size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        order = np.arange(len(self.rows))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+        for start in range(0, len(order), self.batch_size):
+            yield collate(self.graphs, self.species_index, self.rows, order[start:start + self.batch_size])
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch(0)

@@ -1,0 +1,74 @@
+"""From the ``data`` section of a run config to a sealed dataset and its four splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dataset import Dataset, dataset_from_atoms, read_dataset
+from .errors import EmptySplitError
+from .si_pbe import SPLIT_NAMES, load_si_pbe, protocol_split
+
+
+@dataclass
+class SplitDataset:
+    """A dataset whose ``unlabeled`` split is sealed, with the split indices."""
+
+    dataset: Dataset
+    splits: dict[str, np.ndarray]
+
+
+def check_splits(splits: dict[str, np.ndarray], required: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """Splits must be disjoint and the ones a run needs non-empty."""
+    seen: set[int] = set()
+    for name, indices in splits.items():
+        overlap = seen.intersection(indices.tolist())
+        if overlap:
+            raise ValueError(f"split '{name}' shares {len(overlap)} configuration(s) with another split")
+        seen.update(indices.tolist())
+    for name in required:
+        if len(splits.get(name, ())) == 0:
+            raise EmptySplitError(
+                f"split '{name}' is empty: the dataset has too few configurations "
+                f"({sum(len(v) for v in splits.values())}) or data.max_{name} is too small"
+            )
+
+
+def split_dataset(
+    dataset: Dataset,
+    split_seed: int,
+    limits: dict[str, int | None] | None = None,
+) -> SplitDataset:
+    """The protocol split of ``dataset``; ``unlabeled`` is sealed; splits truncated to
+    ``limits[name]`` (the first n after the seeded shuffle) where given."""
+    if len(dataset) < len(SPLIT_NAMES):
+        raise EmptySplitError(
+            f"dataset '{dataset.name}' has {len(dataset)} configuration(s); the protocol "
+            f"split needs at least {len(SPLIT_NAMES)}"
+        )
+    splits = protocol_split(len(dataset), split_seed)
+    for name, limit in (limits or {}).items():
+        if limit is not None:
+            # Truncate in shuffled order, so a subset is a random sample, then sort.
+            shuffled = np.random.default_rng([split_seed, 7]).permutation(splits[name])
+            splits[name] = np.sort(shuffled[:limit])
+    dataset.seal(splits["unlabeled"])
+    check_splits(splits)
+    return SplitDataset(dataset, splits)
+
+
+def load_split_dataset(
+    path: str | None,
+    si_pbe_dir: str | None,
+    split_seed: int,
+    limits: dict[str, int | None] | None = None,
+) -> SplitDataset:
+    """si-pbe (``path`` None) or a file, split by the protocol with ``split_seed``."""
+    if path is None:
+        dataset = dataset_from_atoms(load_si_pbe(si_pbe_dir), name="si-pbe")
+    else:
+        dataset = read_dataset(path, require_energies=False)
+    result = split_dataset(dataset, split_seed, limits)
+    for name in ("train", "val", "test"):
+        dataset.energies_ev(result.splits[name])  # MissingEnergyError before any training
+    return result

@@ -1,0 +1,81 @@
+"""Baseline: fit the potential to the DFT energies of ``train`` (METHOD.md)."""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+import torch
+
+from ..config import RunConfig, save_config
+from ..export import export_model
+from ..plots import learning_curves, parity_plot
+from ..runs import RunFolder
+from ..train.loop import FitSettings, fit
+from ..train.losses import LOSSES
+from ..train.metrics import predict
+from ..train.schedules import SCHEDULES
+from ..train.session import DTYPES, fit_reference, model_spec, prepare_data, seeded_potential
+
+
+def fit_settings(config: RunConfig) -> FitSettings:
+    t = config.train
+    return FitSettings(
+        epochs=t.epochs, lr=t.lr, lr_final=t.lr_final, grad_clip=t.grad_clip,
+        force_weight=t.force_weight, device=config.device, dtype=DTYPES[t.dtype],
+        progress=config.progress, loss=LOSSES[t.loss], schedule=SCHEDULES[t.schedule],
+    )
+
+
+def run_baseline(config: RunConfig, run: RunFolder, resume: bool = False, **hooks: Any) -> dict[str, Any]:
+    """Train, pick the best validation epoch, test, export, plot; returns results.json."""
+    started = time.perf_counter()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    data = prepare_data(config)
+    config.model.species = list(data.species)  # resolved: saved so the run can be re-exported
+    save_config(config, run.config)
+    spec = model_spec(config, data.species)
+    potential = seeded_potential(spec, config.seed)
+    train_rows = data.dft_rows("train", with_forces=config.train.force_weight > 0)
+    reference, scale = fit_reference(potential, data, train_rows)
+    t = config.train
+    train = data.loader(train_rows, t.batch_size, shuffle=True, seed=config.seed)
+    val = data.loader(data.dft_rows("val"), t.eval_batch_size)
+    test = data.loader(data.dft_rows("test"), t.eval_batch_size)
+
+    settings = fit_settings(config)
+    result = fit(potential, train, val, settings, run.checkpoints, resume=resume,
+                 on_epoch_end=run.write_metrics, **hooks)
+    run.write_metrics(result.history)
+
+    predictions = predict(potential, test, torch.device(config.device), settings.dtype)
+    provenance = {
+        "strategy": config.strategy, "seed": config.seed, "split_seed": config.data.split_seed,
+        "dataset": data.split.dataset.name, "geometry_hash": data.split.dataset.geometry_hash(),
+        "best_epoch": result.best_epoch,
+    }
+    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
+    run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev,
+                          predictions.predicted_ev)
+    parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
+    learning_curves(result.history, run.learning_curves)
+    epoch_seconds = [row["seconds"] for row in result.history]
+    results = {
+        "test_config_mae_ev": predictions.config_mae_ev(),
+        "test_atom_mae_ev_per_atom": predictions.atom_mae_ev(),
+        "best_epoch": result.best_epoch,
+        "best_val_config_mae_ev": result.best_metric,
+        "num_train": len(train_rows), "num_val": len(val.rows), "num_test": len(test.rows),
+        "num_unlabeled": len(data.split.splits["unlabeled"]),
+        "reference_energy_ev": dict(zip(data.species, map(float, reference))),
+        "scale_ev_per_atom": scale,
+        "seconds_per_epoch_mean": sum(epoch_seconds) / len(epoch_seconds),
+        "seconds_total": time.perf_counter() - started,
+        "device": config.device, "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "model_path": str(run.model),
+    }
+    run.write_results(results)
+    return results
+

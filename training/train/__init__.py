@@ -1,0 +1,1 @@
+"""The shared training pieces: reference energies, losses, schedules, metrics, the loop."""

@@ -1,0 +1,132 @@
+"""The training loop every strategy shares: epochs of optimiser steps, validation,
+best-epoch checkpoint, resume from the last completed epoch.
+
+Resuming is exact on the CPU: the model, the optimiser and the schedule come back from
+``last.pt``, and each epoch's shuffle depends on (seed, epoch) only, so a run killed
+mid-epoch and resumed ends with the metrics of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..data.batching import Batch, BatchLoader
+from ..models.potential import Potential
+from .checkpoint import load_state, save_atomic
+from .losses import LossFunction, energy_mse
+from .metrics import batch_energies, energy_metrics
+from .schedules import ScheduleBuilder, linear_decay
+
+Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]
+BatchHook = Callable[[int, int], None]
+
+
+@dataclass
+class FitSettings:
+    epochs: int = 100
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    grad_clip: float = 5.0
+    force_weight: float = 0.0
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    monitor: str = "val_config_mae"  # lower is better
+    progress: bool = True
+    loss: LossFunction = energy_mse
+    schedule: ScheduleBuilder = linear_decay
+    evaluate: Evaluate = energy_metrics
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = float("inf")
+
+
+def _step_loss(potential: Potential, batch: Batch, settings: FitSettings) -> torch.Tensor:
+    """Energy loss, plus the force MSE (eV/Å)² when ``force_weight`` > 0."""
+    if settings.force_weight <= 0:
+        return settings.loss(batch_energies(potential, batch), batch)
+    if batch.forces is None:
+        raise ValueError("force_weight > 0 but the batch has no DFT forces")
+    positions = batch.positions.requires_grad_(True)
+    energies = batch_energies(potential, batch)
+    (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=True)
+    return settings.loss(energies, batch) + settings.force_weight * ((grad + batch.forces) ** 2).mean()
+
+
+def fit(
+    potential: Potential,
+    train: BatchLoader,
+    val: BatchLoader,
+    settings: FitSettings,
+    checkpoint_dir: Path,
+    resume: bool = False,
+    on_epoch_end: Optional[Callable[[list], None]] = None,
+    on_batch_end: Optional[BatchHook] = None,
+) -> FitResult:
+    """Train ``potential`` in place; at the end it holds the best validation weights."""
+    device = torch.device(settings.device)
+    potential.to(device=device, dtype=settings.dtype)
+    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
+    total_steps = settings.epochs * len(train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, settings.schedule(settings.lr, settings.lr_final, total_steps)
+    )
+    result, start_epoch = FitResult(), 0
+    last, best = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+    if resume:
+        state = load_state(last, device)
+        potential.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        result = FitResult(state["history"], state["best_epoch"], state["best_metric"])
+        start_epoch = state["epoch"] + 1
+    bar = tqdm(
+        total=total_steps, initial=start_epoch * len(train), desc="train",
+        disable=not settings.progress, dynamic_ncols=True,
+    )
+    for epoch in range(start_epoch, settings.epochs):
+        started, loss_sum, rows = time.perf_counter(), 0.0, 0
+        potential.train()
+        for step, batch in enumerate(train.epoch(epoch)):
+            batch = batch.to(device, settings.dtype)
+            loss = _step_loss(potential, batch, settings)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss.detach()) * batch.num_rows
+            rows += batch.num_rows
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / rows:.4g}",
+                            best_val=f"{result.best_metric:.4g}", refresh=False)
+            if on_batch_end is not None:
+                on_batch_end(epoch, step)
+        metrics = settings.evaluate(potential, val, device, settings.dtype)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": loss_sum / max(rows, 1), **metrics,
+               "seconds": time.perf_counter() - started}
+        result.history.append(row)
+        if metrics[settings.monitor] < result.best_metric:
+            result.best_metric, result.best_epoch = metrics[settings.monitor], epoch + 1
+            save_atomic({"model": potential.state_dict(), "epoch": epoch + 1, **metrics}, best)
+        save_atomic({
+            "model": potential.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": result.history,
+            "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+        }, last)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.4g}",
+                        val=f"{metrics[settings.monitor]:.4g}", best_val=f"{result.best_metric:.4g}")
+        if on_epoch_end is not None:
+            on_epoch_end(result.history)
+    bar.close()
+    potential.load_state_dict(load_state(best, device)["model"])
+    return result

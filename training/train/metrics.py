@@ -1,0 +1,52 @@
+"""Predictions over a loader and the paper's metrics (configuration and atom MAE)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.batching import Batch, BatchLoader
+from ..models.layers import scatter_sum
+from ..models.potential import Potential
+
+
+def batch_energies(potential: Potential, batch: Batch) -> torch.Tensor:
+    """Total energies [B, K] (eV) of a batch: per-atom energies summed per configuration."""
+    atomic = potential.atomic_energies(batch.positions, batch.species, batch.edge_index, batch.edge_shift)
+    return scatter_sum(atomic, batch.batch, batch.num_rows)
+
+
+@dataclass
+class Predictions:
+    rows: np.ndarray  # configuration indices
+    predicted_ev: np.ndarray  # [R] output 0
+    target_ev: np.ndarray  # [R]
+    num_atoms: np.ndarray  # [R]
+
+    def config_mae_ev(self) -> float:
+        return float(np.mean(np.abs(self.predicted_ev - self.target_ev)))
+
+    def atom_mae_ev(self) -> float:
+        return float(np.mean(np.abs(self.predicted_ev - self.target_ev) / self.num_atoms))
+
+
+def predict(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> Predictions:
+    """Energies of every row of ``loader`` (in order), without gradients."""
+    was_training = potential.training
+    potential.eval()
+    parts = []
+    with torch.no_grad():
+        for batch in loader.epoch(0):
+            batch = batch.to(device, dtype)
+            energies = batch_energies(potential, batch)[:, 0]
+            parts.append((batch.rows, energies, batch.targets[:, 0], batch.num_atoms))
+    potential.train(was_training)
+    joined = [torch.cat([p[k] for p in parts]).cpu().double().numpy() for k in range(4)]
+    return Predictions(joined[0].astype(np.int64), joined[1], joined[2], joined[3])
+
+
+def energy_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+    """Validation metrics of an energy model: configuration MAE (eV), atom MAE (eV/atom)."""
+    predictions = predict(potential, loader, device, dtype)
+    return {"val_config_mae": predictions.config_mae_ev(), "val_atom_mae": predictions.atom_mae_ev()}

@@ -1,0 +1,90 @@
+"""What every strategy sets up before it trains: the split dataset, its graphs, the model
+spec, loaders, and a seeded fresh model with fitted reference energies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, RunConfig
+from ..data.batching import KIND_DFT, BatchLoader, Rows
+from ..data.graphs import GraphSet, cached_graphs
+from ..data.sources import SplitDataset, load_split_dataset
+from ..models.build import REPRESENTATIONS, ModelSpec, build_potential
+from ..models.potential import Potential
+from .losses import LOSSES
+from .reference import fit_reference_energies, set_reference, species_counts
+from .schedules import SCHEDULES
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_choices(config: RunConfig, strategies: dict) -> None:
+    """Every name the config picks from a registry exists (fails before any data is read)."""
+    for key, value, table in (
+        ("strategy", config.strategy, strategies),
+        ("model.kind", config.model.kind, REPRESENTATIONS),
+        ("train.loss", config.train.loss, LOSSES),
+        ("train.schedule", config.train.schedule, SCHEDULES),
+    ):
+        if value not in table:
+            raise ConfigError(f"config key '{key}' is '{value}'; known: {', '.join(sorted(table))}")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config key 'device' is '{config.device}' but torch sees no CUDA device")
+
+
+@dataclass
+class TrainingData:
+    split: SplitDataset
+    graphs: GraphSet
+    species: list[str]
+    species_index: np.ndarray  # [A] index into species, per atom of the graph set
+
+    def dft_rows(self, name: str, with_forces: bool = False) -> Rows:
+        """Rows of split ``name`` labelled with their DFT energies (raises for sealed rows)."""
+        indices = self.split.splits[name]
+        energies = self.split.dataset.energies_ev(indices)
+        forces = None
+        if with_forces:
+            forces = [self.split.dataset.forces_ev_per_angstrom(int(i)) for i in indices]
+            if any(f is None for f in forces):
+                raise ConfigError(
+                    f"train.force_weight > 0 but some '{name}' configurations have no DFT forces"
+                )
+        return Rows(indices, energies, np.ones(len(indices)), np.full(len(indices), KIND_DFT), forces)
+
+    def loader(self, rows: Rows, batch_size: int, shuffle: bool = False, seed: int = 0) -> BatchLoader:
+        return BatchLoader(self.graphs, self.species_index, rows, batch_size, shuffle, seed)
+
+
+def prepare_data(config: RunConfig) -> TrainingData:
+    """Load, split, seal, check species and build (or load cached) graphs."""
+    data = config.data
+    split = load_split_dataset(
+        data.path, data.si_pbe_dir, data.split_seed,
+        {"train": data.max_train, "val": data.max_val, "test": data.max_test},
+    )
+    species = list(config.model.species) if config.model.species else split.dataset.symbols()
+    graphs = cached_graphs(split.dataset, config.model.cutoff_angstrom, progress=config.progress)
+    return TrainingData(split, graphs, species, graphs.species_index(species))
+
+
+def model_spec(config: RunConfig, species: list[str]) -> ModelSpec:
+    m = config.model
+    return ModelSpec(m.kind, list(species), m.cutoff_angstrom, dict(m.hyperparameters), m.head_hidden)
+
+
+def seeded_potential(spec: ModelSpec, seed: int, num_outputs: int = 1) -> Potential:
+    """A fresh potential whose initial weights depend on ``seed`` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_potential(spec, num_outputs)
+
+
+def fit_reference(potential: Potential, data: TrainingData, rows: Rows, output: int = 0) -> tuple[np.ndarray, float]:
+    """Least-squares reference energies on ``rows`` (train) into ``potential``."""
+    counts = species_counts(data.graphs, data.species_index, rows.indices, len(data.species))
+    reference, scale = fit_reference_energies(counts, rows.targets[:, output])
+    set_reference(potential, reference, scale, output)
+    return reference, scale
