@@ -9,6 +9,7 @@ whenever the potential's energies could.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ def quiet_kim_log(kimpy) -> None:
         _KIM_LOG_QUIET = True
 
 
+@functools.lru_cache(maxsize=None)  # the collections lookup costs ~1 ms; installs are rare
 def kim_item_type(kim_id: str) -> str | None:
     """"portableModel", "simulatorModel", "modelDriver", or None when not installed."""
     try:

@@ -24,7 +24,7 @@ from .store import LabelStore, StoredLabel
 from .structure import Structure
 
 MAX_ENERGY_PER_ATOM_EV = 200.0  # METHOD.md: above this an EIP energy is treated as missing
-DEFAULT_CHUNK_SIZE = 32
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 512
 
 _MODELS: dict[str, object] = {}  # per-process cache: KIM objects cannot be pickled
 
@@ -103,12 +103,20 @@ class _MemoryStore:
             self._entries[config_hash, eip_id] = entry
 
 
+_OPEN_STORES: dict[str, LabelStore] = {}
+
+
 def _open_store(store):
+    """The store to use. Stores named by path stay open for the life of the process: the
+    last close of an SQLite WAL database checkpoints it, which costs tens of ms per call."""
     if store is False:
-        return _MemoryStore(), True
-    if store is None or not hasattr(store, "put"):
-        return LabelStore(store), True
-    return store, False
+        return _MemoryStore()
+    if hasattr(store, "put"):
+        return store
+    directory = str(LabelStore.resolve_directory(store))
+    if directory not in _OPEN_STORES or not _OPEN_STORES[directory].path.exists():
+        _OPEN_STORES[directory] = LabelStore(directory)
+    return _OPEN_STORES[directory]
 
 
 def _start_method() -> str:
@@ -148,7 +156,7 @@ def label(
     workers: int = 1,
     store=None,
     with_forces: bool = False,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     retry_missing: bool = False,
     progress: bool = True,
 ) -> Labels:
@@ -159,6 +167,7 @@ def label(
     :class:`LabelStore`, a directory, None for ``cache_dir()/labels``, or False for no disk
     cache. Entries already stored are reused (failed ones too, unless ``retry_missing``);
     only the rest is computed, in ``workers`` processes, with a progress bar.
+    ``chunk_size`` (configurations per task; default: automatic) bounds what a kill loses.
     """
     from .catalogue import expand
 
@@ -169,35 +178,41 @@ def label(
     hashes = [structure.content_hash() for structure in structures]
     by_hash = dict(zip(hashes, structures))  # identical configurations are computed once
 
-    label_store, owned = _open_store(store)
-    try:
-        known = {eip.eip_id: label_store.get(hashes, eip.eip_id) for eip in eips}
-        tasks = []
-        for eip in eips:
-            pending = [
-                h
-                for h in by_hash
-                if h not in known[eip.eip_id]
-                or not _usable(known[eip.eip_id][h], with_forces, retry_missing)
-            ]
-            for start in range(0, len(pending), chunk_size):
-                part = pending[start : start + chunk_size]
-                tasks.append(_Task(eip, part, [by_hash[h] for h in part], with_forces))
-        total = sum(len(task.hashes) for task in tasks)
-        bar = _progress_bar(total, progress)
-        computed = dict.fromkeys(known, 0)
-        for eip_id, results in _execute(tasks, workers):
-            label_store.put(eip_id, results)
-            known[eip_id].update(results)
-            computed[eip_id] += len(results)
-            bar.update(len(results))
-        bar.close()
-    finally:
-        if owned and hasattr(label_store, "close"):
-            label_store.close()
+    label_store = _open_store(store)
+    known = {eip.eip_id: label_store.get(hashes, eip.eip_id) for eip in eips}
+    tasks = []
+    for eip in eips:
+        pending = [
+            h
+            for h in by_hash
+            if h not in known[eip.eip_id]
+            or not _usable(known[eip.eip_id][h], with_forces, retry_missing)
+        ]
+        size = chunk_size or _chunk_size(len(pending), workers)
+        for start in range(0, len(pending), size):
+            part = pending[start : start + size]
+            tasks.append(_Task(eip, part, [by_hash[h] for h in part], with_forces))
+    total = sum(len(task.hashes) for task in tasks)
+    bar = _progress_bar(total, progress)
+    computed = dict.fromkeys(known, 0)
+    for eip_id, results in _execute(tasks, workers):
+        label_store.put(eip_id, results)
+        known[eip_id].update(results)
+        computed[eip_id] += len(results)
+        bar.update(len(results))
+    bar.close()
     labels = _assemble(names, eips, hashes, structures, known, with_forces)
     labels.n_computed = np.array([computed[eip.eip_id] for eip in eips], dtype=np.int64)
     return labels
+
+
+def _chunk_size(pending: int, workers: int) -> int:
+    """Configurations per task. Each finished task is one store commit (~0.1 ms, as much as
+    a small KIM call), so chunks are large: in-process, the largest allowed; with workers,
+    about 8 tasks per worker per EIP so that the workers stay balanced."""
+    if workers <= 1:
+        return MAX_CHUNK_SIZE
+    return int(np.clip(math.ceil(pending / (8 * workers)), MIN_CHUNK_SIZE, MAX_CHUNK_SIZE))
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -46,6 +46,7 @@ class KIMPortableModel:
         self._cutoffs_angstrom = np.asarray(cutoffs, dtype=np.double)
         self._padding_needs_neighbors = not bool(np.all(padding_without_neighbors))
         self._species_codes: dict[int, int] = {}
+        self._code_table = np.full(119, -1, dtype=np.intc)  # by atomic number
         self._neighbors = kimpy.neighlist.NeighList()
         self._arguments.set_callback_pointer(
             kimpy.compute_callback_name.GetNeighborList,
@@ -53,26 +54,28 @@ class KIMPortableModel:
             self._neighbors,
         )
 
-    def _code(self, atomic_number: int) -> int:
-        """The model's species code for an element, cached per process."""
-        code = self._species_codes.get(atomic_number)
-        if code is None:
-            from ase.data import chemical_symbols
+    def _codes(self, numbers: np.ndarray) -> np.ndarray:
+        """The model's species codes [N] for atomic numbers [N] (table cached per element)."""
+        table = self._species_codes
+        for z in np.unique(numbers):
+            if int(z) not in table:
+                from ase.data import chemical_symbols
 
-            symbol = chemical_symbols[atomic_number]
-            supported, code = self._model.get_species_support_and_code(
-                self._kimpy.species_name.SpeciesName(symbol)
-            )
-            if not supported:
-                raise UnsupportedSpecies(f"{self.kim_id} has no parameters for {symbol}")
-            self._species_codes[atomic_number] = code
-        return code
+                symbol = chemical_symbols[int(z)]
+                supported, code = self._model.get_species_support_and_code(
+                    self._kimpy.species_name.SpeciesName(symbol)
+                )
+                if not supported:
+                    raise UnsupportedSpecies(f"{self.kim_id} has no parameters for {symbol}")
+                table[int(z)] = code
+                self._code_table[int(z)] = code
+        return self._code_table[numbers]
 
     def compute(self, structure: Structure, with_forces: bool) -> tuple[float, np.ndarray | None]:
         """Total energy (eV) and, when asked, forces [N, 3] (eV/Å)."""
         kimpy = self._kimpy
         n_atoms = len(structure.numbers)
-        codes = np.array([self._code(int(z)) for z in structure.numbers], dtype=np.intc)
+        codes = self._codes(structure.numbers)
         positions = np.ascontiguousarray(structure.positions, dtype=np.double)
         if structure.pbc.any():
             try:

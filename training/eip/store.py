@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,9 +36,10 @@ CREATE TABLE IF NOT EXISTS alignments (
 _QUERY_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
 
 
-@dataclass(frozen=True)
-class StoredLabel:
-    """One (configuration, EIP) entry: energy in eV or None with a reason."""
+class StoredLabel(NamedTuple):
+    """One (configuration, EIP) entry: energy in eV or None with a reason.
+
+    A NamedTuple rather than a dataclass: one is made per label on the hot path."""
 
     n_atoms: int
     energy_ev: float | None
@@ -55,8 +56,12 @@ def default_store_path() -> Path:
 class LabelStore:
     """Labels of EIPs on configurations, persistent across runs and processes."""
 
+    @staticmethod
+    def resolve_directory(directory: str | os.PathLike | None) -> Path:
+        return (Path(directory) if directory is not None else default_store_path()).resolve()
+
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.directory = Path(directory) if directory is not None else default_store_path()
+        self.directory = self.resolve_directory(directory)
         self.path = self.directory / STORE_FILE
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

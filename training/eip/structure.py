@@ -35,16 +35,21 @@ class Structure:
         return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
 
     def content_hash(self) -> str:
-        """SHA-256 of the exact numbers, positions, cell and pbc (hex, 32 characters).
+        """BLAKE2b-128 of the exact numbers, positions, cell and pbc (32 hex characters).
 
         Exact bytes, no rounding: any change in a coordinate is a different configuration
         (rounding would merge configurations across a rounding boundary unpredictably).
+        One call over one joined buffer: hashing is on the per-configuration hot path.
         """
-        digest = hashlib.sha256(HASH_VERSION)
-        digest.update(np.int64(len(self.numbers)).tobytes())
-        digest.update(self.numbers.tobytes())
-        digest.update(self.positions.tobytes())
-        # Cell and pbc only matter where periodic; a free cluster hashes the same in any box.
-        digest.update(np.where(self.pbc[:, None], self.cell, 0.0).tobytes())
-        digest.update(self.pbc.tobytes())
-        return digest.hexdigest()[:32]
+        cell = self.cell * self.pbc[:, None]  # a free cluster hashes the same in any box
+        blob = b"".join(
+            (
+                HASH_VERSION,
+                np.int64(len(self.numbers)).tobytes(),
+                self.numbers.tobytes(),
+                self.positions.tobytes(),
+                cell.tobytes(),
+                self.pbc.tobytes(),
+            )
+        )
+        return hashlib.blake2b(blob, digest_size=16).hexdigest()
