@@ -10,6 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.data import atomic_numbers, chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from . import malloc
 from .errors import InvalidConfigurationError, StressUnavailableError, UnknownSpeciesError
 from .model_file import ModelMetadata, load_model
 from .neighbors import NeighborList
@@ -35,6 +36,8 @@ class EIPNNCalculator(Calculator):
     dtype: "float64" (default; exact derivatives) or "float32" (faster).
     skin: Verlet skin in Å. The neighbour list is built with cutoff + skin and reused until
         an atom has moved more than skin/2; 0 rebuilds on every call.
+    tune_malloc: raise glibc's malloc trim threshold for this process, so large systems do
+        not page-fault their temporaries in again on every step (see ``eipnn_calc.malloc``).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -45,9 +48,12 @@ class EIPNNCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float64",
         skin: float = 0.5,
+        tune_malloc: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if tune_malloc:
+            malloc.tune_malloc()
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', not '{dtype}'")
         self.device = resolve_device(device)

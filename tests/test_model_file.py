@@ -89,3 +89,24 @@ def test_missing_metadata_keys(random_si_model, tmp_path):
     _rewrite_metadata(random_si_model, target, lambda m: {k: v for k, v in m.items() if k != "cutoff_angstrom"})
     with pytest.raises(ModelFileError, match="lacks cutoff_angstrom"):
         load_model(target)
+
+
+def test_edge_chunks_do_not_change_results():
+    torch.manual_seed(4)
+    spec = ModelSpec("schnet", ["Si"], 5.0, {"num_features": 16, "num_interactions": 2, "num_rbf": 16})
+    potential = build_potential(spec).double()
+    atoms = bulk("Si", "diamond", 5.43, cubic=True)
+    atoms.rattle(0.1, seed=5)
+    edge_index, shifts = build_edges(atoms, 5.0)
+    inputs = lambda: (  # noqa: E731
+        torch.tensor(atoms.positions),
+        torch.zeros(len(atoms), dtype=torch.int64),
+        torch.tensor(edge_index),
+        torch.tensor(shifts),
+        torch.ones(len(atoms), dtype=torch.bool),
+    )
+    whole = potential(*inputs())
+    potential.representation.edge_chunk = 37  # 128 edges -> 4 chunks, the last one short
+    chunked = potential(*inputs())
+    for key in ("energy", "forces", "virial"):
+        torch.testing.assert_close(chunked[key], whole[key], rtol=1e-12, atol=1e-12)
