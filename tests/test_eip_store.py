@@ -82,17 +82,33 @@ _LABELLING_SCRIPT = textwrap.dedent(
         atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
         atoms.rattle(0.05, seed=i)
         frames.append(atoms)
-    label(frames, "si/tersoff-tmod", store=sys.argv[1], chunk_size=4, progress=False)
+    label(frames, "si/tersoff-tmod", store=sys.argv[1], chunk_size=4, progress=False,
+          workers=int(sys.argv[2]))
     """
 )
 
 
-def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path):
+def _children(pid: int) -> set[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    return {int(child) for child in open(path).read().split()} if os.path.exists(path) else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path, workers):
     count = 400
     script = tmp_path / "run.py"
     script.write_text(_LABELLING_SCRIPT.format(count=count))
     store_dir = tmp_path / "store"
-    process = subprocess.Popen([sys.executable, str(script), str(store_dir)])
+    process = subprocess.Popen([sys.executable, str(script), str(store_dir), str(workers)])
+    workers_seen: set[int] = set()
     reader = None
     try:
         deadline = time.monotonic() + 60
@@ -104,11 +120,18 @@ def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path):
             if reader is None and (store_dir / "labels.sqlite").exists():
                 reader = LabelStore(store_dir)
             stored = reader.count() if reader is not None else 0
+            workers_seen |= _children(process.pid)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL
     reader.close()
+    if workers > 1:  # the worker processes die with their parent, none is left running
+        assert len(workers_seen) == workers
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers_seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers_seen)
 
     survived = LabelStore(store_dir).count()
     assert 40 <= survived < count and survived % 4 == 0  # whole chunks only

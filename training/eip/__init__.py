@@ -20,6 +20,7 @@ from .errors import (
     LabelStoreError,
     UnknownEIP,
     UnsupportedSpecies,
+    WorkerCrashed,
 )
 from .labels import Labels
 from .store import LabelStore
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_ENERGY_PER_ATOM_EV",
     "UnknownEIP",
     "UnsupportedSpecies",
+    "WorkerCrashed",
     "expand",
     "fit_alignment",
     "label",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from .catalogue import EIP, resolve
-from .errors import EIPError, UnsupportedSpecies
+from .errors import EIPError, UnsupportedSpecies, WorkerCrashed
 from .labels import Labels
 from .sources import load_configurations
 from .store import LabelStore, StoredLabel
@@ -119,6 +121,20 @@ def _open_store(store):
     return _OPEN_STORES[directory]
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: a parent killed with SIGKILL must not leave workers behind.
+    Linux delivers SIGKILL to us when the parent dies; elsewhere we rely on the pool."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _start_method() -> str:
     """fork where available: workers start in milliseconds and callers need no
     ``if __name__ == "__main__"`` guard. Workers run only KIM/numpy code, never torch, so
@@ -133,13 +149,18 @@ def _execute(tasks: list[_Task], workers: int) -> Iterable[tuple[str, list]]:
             yield _run_task(task)
         return
     context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = [pool.submit(_run_task, task) for task in tasks]
         try:
             for future in as_completed(futures):
                 yield future.result()
         except BrokenProcessPool as error:
-            raise EIPError(
+            raise WorkerCrashed(
                 "a labelling worker died (a crash inside an EIP); finished chunks are "
                 "stored, so rerunning the same command resumes; run with workers=1 to see "
                 "which configuration crashes"

@@ -22,6 +22,10 @@ class EIPComputeError(EIPError):
     """The EIP failed on one configuration (a KIM error, a non-finite energy)."""
 
 
+class WorkerCrashed(EIPError):
+    """A labelling worker process died (a crash inside an EIP's native code)."""
+
+
 class LabelStoreError(EIPError):
     """The on-disk label store cannot be opened or read."""
 
