@@ -29,8 +29,8 @@ class DataConfig:
     ``path`` None means the built-in si-pbe protocol read from ``si_pbe_dir`` (None: the
     default folder, see ``si_pbe.default_si_pbe_dir``). A ``path`` is an extxyz file or an
     ASE database; it is split with the same fractions and seed as si-pbe.
-    ``max_train``/``max_val``/``max_test`` keep only the first n of a split (after the
-    seeded shuffle): for quick runs; None keeps all.
+    ``max_train``/``max_val``/``max_test`` keep a random n of a split (drawn with the
+    split seed): for quick runs; None keeps all.
     """
 
     path: Optional[str] = None
