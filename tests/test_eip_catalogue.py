@@ -8,6 +8,12 @@ from eipnn_training.eip import EIPNotInstalled, GROUPS, UnknownEIP, expand, reso
 from eipnn_training.eip.catalogue import KIM_CATALOGUE, catalogue_rows
 
 
+@pytest.fixture(autouse=True)
+def _kim_log_in_tmp(tmp_path, monkeypatch):
+    """The KIM API appends its error log to ./kim.log: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_catalogue_holds_the_papers_twenty_eips_all_installed():
     rows = catalogue_rows()
     assert [len(GROUPS[g]) for g in ("si", "al", "agau")] == [8, 10, 2]

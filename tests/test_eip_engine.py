@@ -10,6 +10,12 @@ from ase.build import bulk
 from eipnn_training.eip import EIPCalculator, MAX_ENERGY_PER_ATOM_EV, label
 
 
+@pytest.fixture(autouse=True)
+def _kim_log_in_tmp(tmp_path, monkeypatch):
+    """The KIM API appends its error log to ./kim.log: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _rattled_si(count: int, seed: int = 0) -> list[Atoms]:
     rng = np.random.default_rng(seed)
     frames = []

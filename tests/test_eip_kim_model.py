@@ -11,6 +11,12 @@ from eipnn_training.eip import EIPCalculator, UnsupportedSpecies
 from eipnn_training.eip.catalogue import KIM_CATALOGUE
 from physics import numerical_forces
 
+
+@pytest.fixture(autouse=True)
+def _kim_log_in_tmp(tmp_path, monkeypatch):
+    """The KIM API appends its error log to ./kim.log: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
 SW_1985 = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 
 
