@@ -62,6 +62,7 @@ def test_cli_labels_a_file_into_a_store_and_an_npz(si_slice, tmp_path, capsys):
     assert LabelStore(tmp_path / "s").count() == 10
 
 
-def test_cli_reports_unknown_eip_without_a_traceback(tmp_path, capsys):
+def test_cli_reports_unknown_eip_without_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the failed KIM lookup is logged to ./kim.log
     assert main(["si-pbe", "--eips", "si/nope", "--store", str(tmp_path)]) == 1
     assert "unknown EIP 'si/nope'" in capsys.readouterr().err
