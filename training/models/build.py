@@ -8,6 +8,7 @@ from torch import nn
 
 from .potential import AtomwiseHead, Potential
 from .schnet import SchNet
+from .soapnet import SOAPNet
 
 
 @dataclass
@@ -25,7 +26,11 @@ def _schnet(spec: ModelSpec) -> nn.Module:
     return SchNet(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
 
 
-REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet}
+def _soapnet(spec: ModelSpec) -> nn.Module:
+    return SOAPNet(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
+
+
+REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet, "soapnet": _soapnet}
 
 
 def build_representation(spec: ModelSpec) -> nn.Module:

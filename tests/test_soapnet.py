@@ -1,0 +1,200 @@
+"""SOAPNet: registry entry, export, EIPNNCalculator derivatives and NVE energy conservation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms, units
+from ase.build import bulk
+from ase.calculators.kim import KIM
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+from dscribe.descriptors import SOAP as DscribeSOAP
+from models import SW_SI
+from physics import numerical_forces, numerical_stress
+
+from eipnn_calc.calculator import EIPNNCalculator
+from eipnn_calc.model_file import load_model, read_metadata
+from eipnn_calc.neighbors import build_edges
+from eipnn_training.export import export_model
+from eipnn_training.models.build import ModelSpec, build_potential
+from eipnn_training.models.layers import scatter_sum
+from eipnn_training.models.soap import dscribe_cutoff_angstrom
+from eipnn_training.models.soapnet import SOAPNet
+
+# Small enough to fit in seconds; the paper's size is the default (tested for shape below).
+SMALL_SOAPNET = {"n_max": 4, "l_max": 4, "num_features": 32}
+
+
+def sw_labelled(count: int, seed: int) -> list[Atoms]:
+    """8-atom diamond cells, strained and rattled from 0.05 to 0.35 Å (so the fit sees
+    close contacts and stays repulsive in MD), with SW energies and forces from KIM."""
+    rng = np.random.default_rng(seed)
+    calculator = KIM(SW_SI)
+    labelled = []
+    for k in range(count):
+        atoms = bulk("Si", "diamond", 5.431, cubic=True)
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.03, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0, 0.05 + 0.3 * k / (count - 1), atoms.positions.shape)
+        atoms.calc = calculator
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        labelled.append(atoms)
+    return labelled
+
+
+def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
+    parts: dict[str, list[np.ndarray]] = {"positions": [], "edge_index": [], "edge_shift": [], "batch": []}
+    offset = 0
+    for k, atoms in enumerate(configurations):
+        edge_index, edge_shift = build_edges(atoms, cutoff)
+        parts["positions"].append(atoms.positions)
+        parts["edge_index"].append(edge_index + offset)
+        parts["edge_shift"].append(edge_shift)
+        parts["batch"].append(np.full(len(atoms), k))
+        offset += len(atoms)
+    return {
+        "positions": torch.tensor(np.concatenate(parts["positions"]), requires_grad=True),
+        "edge_index": torch.tensor(np.concatenate(parts["edge_index"], axis=1)),
+        "edge_shift": torch.tensor(np.concatenate(parts["edge_shift"])),
+        "batch": torch.tensor(np.concatenate(parts["batch"])),
+        "energy": torch.tensor([a.get_potential_energy() for a in configurations]),
+        "forces": torch.tensor(np.concatenate([a.get_forces() for a in configurations])),
+    }
+
+
+def standardize_on(potential, data: dict[str, torch.Tensor]) -> None:
+    species = torch.zeros_like(data["batch"])
+    edge_index, vectors, lengths = potential.edge_geometry(data["positions"], data["edge_index"], data["edge_shift"])
+    potential.representation.fit_standardization(potential.representation.soap(species, edge_index, vectors, lengths))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a shared 2-core machine two spinning intra-op threads per process run these small
+    models 10-20x slower than one thread; restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sw_soapnet(tmp_path_factory) -> Path:
+    """A small smooth-cutoff SOAPNet fitted to SW energies and forces: sane for MD."""
+    torch.manual_seed(0)
+    spec = ModelSpec("soapnet", ["Si"], 5.0, dict(SMALL_SOAPNET))
+    potential = build_potential(spec).double()
+    data = batched(sw_labelled(24, seed=0), spec.cutoff_angstrom)
+    species = torch.zeros_like(data["batch"])
+    standardize_on(potential, data)
+    potential.atom_ref.fill_(float(data["energy"].sum() / len(species)))
+    optimizer = torch.optim.Adam(potential.parameters(), lr=3e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        atomic = potential.atomic_energies(data["positions"], species, data["edge_index"], data["edge_shift"])
+        energy = scatter_sum(atomic[:, 0], data["batch"], len(data["energy"]))
+        forces = -torch.autograd.grad(energy.sum(), data["positions"], create_graph=True)[0]
+        loss = ((energy - data["energy"]) ** 2).mean() / 64 + ((forces - data["forces"]) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("soapnet") / "sw_soapnet.pt"
+    export_model(potential, spec, path, provenance={"fitted_to": SW_SI, "steps": 300})
+    return path
+
+
+def test_paper_architecture_from_the_registry():
+    potential = build_potential(ModelSpec("soapnet", ["Si"], 5.0))
+    soapnet = potential.representation
+    assert isinstance(soapnet, SOAPNet)
+    assert (soapnet.num_layers, soapnet.num_features, soapnet.soap.num_features) == (1, 128, 252)
+    linear = [m for m in soapnet.dense if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(252, 128)] + [(128, 128)] * 4
+    assert potential.head.net[0].in_features == 128
+
+
+def test_standardization_whitens_training_descriptors():
+    soapnet = SOAPNet(1, 5.0, **SMALL_SOAPNET).double()
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.rattle(0.2, seed=0)
+    edge_index, shifts = build_edges(atoms, 5.0)
+    positions, edge_index = torch.tensor(atoms.positions), torch.tensor(edge_index)
+    vectors = positions[edge_index[1]] - positions[edge_index[0]] + torch.tensor(shifts)
+    descriptors = soapnet.soap(torch.zeros(8, dtype=torch.int64), edge_index, vectors, vectors.norm(dim=1))
+    soapnet.fit_standardization(descriptors)
+    whitened = (descriptors - soapnet.feature_mean) / soapnet.feature_std
+    varying = descriptors.std(dim=0) > 1e-3 * descriptors.abs().max()
+    torch.testing.assert_close(whitened[:, varying].mean(dim=0), torch.zeros(int(varying.sum()), dtype=torch.float64))
+    torch.testing.assert_close(whitened[:, varying].std(dim=0, unbiased=False), torch.ones(int(varying.sum()), dtype=torch.float64))
+
+
+def test_standardization_rejects_wrong_width():
+    with pytest.raises(ValueError, match=r"descriptors must be \[atoms, 50\], got \[5, 252\]"):
+        SOAPNet(1, 5.0, **SMALL_SOAPNET).fit_standardization(torch.zeros(5, 252))
+
+
+def test_dscribe_mode_potential_sees_dscribe_features():
+    # With dscribe's neighbour radius and no taper, the features inside a built potential
+    # are dscribe's: the paper's SOAPNet input, reproduced through the model file contract.
+    cutoff = dscribe_cutoff_angstrom(5.0, 1.0)
+    spec = ModelSpec("soapnet", ["Si"], cutoff, {"r_cut_angstrom": 5.0, "smooth_cutoff": False})
+    potential = build_potential(spec).double()
+    atoms = bulk("Si", "diamond", 5.431)
+    atoms.rattle(0.1, seed=1)
+    edge_index, shifts = build_edges(atoms, cutoff + 0.5)  # longer edges are dropped inside
+    edges, vectors, lengths = potential.edge_geometry(
+        torch.tensor(atoms.positions), torch.tensor(edge_index), torch.tensor(shifts)
+    )
+    ours = potential.representation.soap(torch.zeros(2, dtype=torch.int64), edges, vectors, lengths)
+    reference = DscribeSOAP(species=["Si"], r_cut=5.0, n_max=8, l_max=6, sigma=1.0, periodic=True).create(atoms)
+    np.testing.assert_allclose(ours.detach().numpy(), reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+
+
+def test_model_file_metadata(sw_soapnet):
+    metadata = read_metadata(sw_soapnet)
+    assert metadata.model["kind"] == "soapnet"
+    assert (metadata.num_layers, metadata.cutoff_angstrom, metadata.species) == (1, 5.0, ["Si"])
+    assert metadata.model["spec"]["hyperparameters"] == SMALL_SOAPNET
+
+
+def test_calculator_forces_and_stress_are_derivatives(sw_soapnet):
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.set_cell(atoms.cell.array @ np.diag([1.02, 0.99, 1.01]), scale_atoms=True)
+    atoms.rattle(0.1, seed=3)
+    atoms.calc = EIPNNCalculator(sw_soapnet, skin=0.0)
+    forces, stress = atoms.get_forces(), atoms.get_stress(voigt=False)
+    assert np.abs(forces).max() > 0.1  # a real test: the forces are not ~0
+    np.testing.assert_allclose(forces[:3], numerical_forces(atoms, indices=range(3))[:3], atol=1e-6)
+    np.testing.assert_allclose(stress, numerical_stress(atoms), atol=1e-6)
+
+
+def test_scripted_file_equals_eager_model(sw_soapnet):
+    module, metadata = load_model(sw_soapnet, torch.device("cpu"))
+    eager = build_potential(ModelSpec(**metadata.model["spec"])).double()
+    eager.load_state_dict(module.state_dict())
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.rattle(0.1, seed=4)
+    edge_index, shifts = build_edges(atoms, 5.0)
+    arguments = (torch.tensor(edge_index), torch.tensor(shifts), torch.ones(8, dtype=torch.bool))
+    species = torch.zeros(8, dtype=torch.int64)
+    scripted = module(torch.tensor(atoms.positions), species, *arguments)
+    reference = eager(torch.tensor(atoms.positions), species, *arguments)
+    for key in ("energy", "forces", "virial"):
+        torch.testing.assert_close(scripted[key], reference[key])
+
+
+def test_nve_energy_drift(sw_soapnet):
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)  # 64 atoms
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    atoms.calc = EIPNNCalculator(sw_soapnet, skin=1.0)
+    totals, temperatures = [], []
+    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dyn.attach(lambda: (totals.append(atoms.get_total_energy()), temperatures.append(atoms.get_temperature())), 10)
+    dyn.run(1000)  # 1 ps
+    totals = np.array(totals) / len(atoms)
+    assert np.abs(totals - totals[0]).max() < 1e-3  # eV/atom
+    assert 150 < np.mean(temperatures[50:]) < 450  # a crystal that vibrates, not one that explodes
