@@ -75,6 +75,25 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Multi-task pretraining on EIP energies (METHOD.md "Multi-task pretraining"), used by
+    strategies ``mp`` and ``mp+la``: a K-output head on the ``unlabeled`` pool's EIP total
+    energies (eV), Adam with the slanted triangular rate from ``lr / lr_ratio`` up to ``lr``
+    and back. ``eips``: catalogue names or groups (``si``). ``max_unlabeled`` keeps a random
+    n of the pool (quick runs). ``checkpoint_dir`` None = ``<runs_dir>/pretrained``."""
+
+    eips: list = field(default_factory=lambda: ["si"])
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1.0e-3
+    lr_ratio: float = 32.0
+    grad_clip: float = 5.0
+    max_unlabeled: Optional[int] = None
+    label_workers: int = 1
+    checkpoint_dir: Optional[str] = None
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     strategy: str = "baseline"
@@ -87,6 +106,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,12 +226,21 @@ def validate(config: RunConfig) -> None:
         "train.lr_final": t.lr_final, "train.grad_clip": t.grad_clip,
         "train.eval_batch_size": t.eval_batch_size,
         "model.cutoff_angstrom": config.model.cutoff_angstrom,
+        "pretrain.epochs": config.pretrain.epochs, "pretrain.batch_size": config.pretrain.batch_size,
+        "pretrain.lr": config.pretrain.lr, "pretrain.grad_clip": config.pretrain.grad_clip,
+        "pretrain.label_workers": config.pretrain.label_workers,
     }
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {value}")
     if t.force_weight < 0:
         raise ConfigError(f"config key 'train.force_weight' must be >= 0, got {t.force_weight}")
+    if config.pretrain.lr_ratio < 1:
+        raise ConfigError(f"config key 'pretrain.lr_ratio' must be >= 1, got {config.pretrain.lr_ratio}")
+    if config.pretrain.max_unlabeled is not None and config.pretrain.max_unlabeled < 1:
+        raise ConfigError(
+            f"config key 'pretrain.max_unlabeled' must be >= 1 or null, got {config.pretrain.max_unlabeled}"
+        )
     for key in ("max_train", "max_val", "max_test"):
         value = getattr(config.data, key)
         if value is not None and value < 1:
