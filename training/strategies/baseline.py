@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
 from ..config import RunConfig, save_config
 from ..export import export_model
+from ..models.potential import Potential
 from ..plots import learning_curves, parity_plot
 from ..runs import RunFolder
 from ..train.loop import FitSettings, fit
@@ -27,8 +28,18 @@ def fit_settings(config: RunConfig) -> FitSettings:
     )
 
 
-def run_baseline(config: RunConfig, run: RunFolder, resume: bool = False, **hooks: Any) -> dict[str, Any]:
-    """Train, pick the best validation epoch, test, export, plot; returns results.json."""
+def run_baseline(
+    config: RunConfig,
+    run: RunFolder,
+    resume: bool = False,
+    initialize: Optional[Callable[[Potential], None]] = None,
+    **hooks: Any,
+) -> dict[str, Any]:
+    """Train, pick the best validation epoch, test, export, plot; returns results.json.
+
+    ``initialize(potential)`` changes the fresh seeded potential before its reference
+    energies are fitted (MP fine-tuning loads pretrained representation weights there).
+    """
     started = time.perf_counter()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -37,6 +48,8 @@ def run_baseline(config: RunConfig, run: RunFolder, resume: bool = False, **hook
     save_config(config, run.config)
     spec = model_spec(config, data.species)
     potential = seeded_potential(spec, config.seed)
+    if initialize is not None:
+        initialize(potential)
     train_rows = data.dft_rows("train", with_forces=config.train.force_weight > 0)
     reference, scale = fit_reference(potential, data, train_rows)
     t = config.train
