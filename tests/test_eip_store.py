@@ -65,6 +65,14 @@ def test_key_is_the_configuration_content_not_its_object():
     assert Structure.from_atoms(atoms).content_hash() != Structure.from_atoms(moved).content_hash()
 
 
+def test_store_of_another_format_is_refused_not_misread(tmp_path):
+    with sqlite3.connect(tmp_path / "labels.sqlite") as connection:
+        connection.execute("PRAGMA user_version = 99")
+        connection.execute("CREATE TABLE labels (x)")
+    with pytest.raises(LabelStoreError, match="has format 99"):
+        LabelStore(tmp_path)
+
+
 def test_unwritable_store_location_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

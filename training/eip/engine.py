@@ -7,6 +7,7 @@ run loses at most the chunks in flight and a rerun computes only what is missing
 """
 from __future__ import annotations
 
+import atexit
 import math
 import multiprocessing
 import os
@@ -106,6 +107,7 @@ class _MemoryStore:
 
 
 _OPEN_STORES: dict[str, LabelStore] = {}
+_PARENT_PID = os.getpid()
 
 
 def _open_store(store):
@@ -117,8 +119,19 @@ def _open_store(store):
         return store
     directory = str(LabelStore.resolve_directory(store))
     if directory not in _OPEN_STORES or not _OPEN_STORES[directory].path.exists():
+        if not _OPEN_STORES:
+            atexit.register(_close_stores)
         _OPEN_STORES[directory] = LabelStore(directory)
     return _OPEN_STORES[directory]
+
+
+def _close_stores() -> None:
+    """At exit: a clean close folds the write-ahead log back into the store file."""
+    if os.getpid() != _PARENT_PID:  # a forked worker must not close the parent's handles
+        return
+    for store in _OPEN_STORES.values():
+        store.close()
+    _OPEN_STORES.clear()
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -1,4 +1,4 @@
-"""The on-disk label store: one SQLite file keyed by (configuration hash, EIP ID).
+"""The on-disk label store: one SQLite file keyed by (EIP ID, configuration hash).
 
 SQLite in write-ahead-log mode gives what the labelling engine needs without a server:
 every batch of results is one transaction, so a process killed with SIGKILL loses only the
@@ -18,15 +18,22 @@ import numpy as np
 from .errors import LabelStoreError
 
 STORE_FILE = "labels.sqlite"
+SCHEMA_VERSION = 1
+# Compact keys (an integer per EIP, 16 raw bytes per configuration hash): inserts cost
+# about a third less than with text keys, which matters next to ~60 µs KIM calls.
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS eips (
+    id INTEGER PRIMARY KEY,
+    eip_id TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS labels (
-    config_hash TEXT NOT NULL,
-    eip_id TEXT NOT NULL,
+    eip INTEGER NOT NULL REFERENCES eips(id),
+    config_hash BLOB NOT NULL,
     n_atoms INTEGER NOT NULL,
     energy_ev REAL,
     forces BLOB,
     reason TEXT,
-    PRIMARY KEY (config_hash, eip_id)
+    PRIMARY KEY (eip, config_hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alignments (
     name TEXT PRIMARY KEY,
@@ -63,6 +70,7 @@ class LabelStore:
     def __init__(self, directory: str | os.PathLike | None = None):
         self.directory = self.resolve_directory(directory)
         self.path = self.directory / STORE_FILE
+        self._eip_keys: dict[str, int] = {}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._connection = sqlite3.connect(self.path, timeout=120.0)
@@ -70,12 +78,38 @@ class LabelStore:
             # NORMAL in WAL mode: a killed process never corrupts the file; only a power
             # cut could lose the last commits, which a rerun recomputes.
             self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._check_version()
             self._connection.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise LabelStoreError(
                 f"cannot open the label store at '{self.path}': {error} (check the path is "
                 "a writable directory, or pass another one with --store / store=...)"
             ) from error
+
+    def _check_version(self) -> None:
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and tables == 0:
+            self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise LabelStoreError(
+                f"label store '{self.path}' has format {version}, this code reads format "
+                f"{SCHEMA_VERSION}: move it away (labels are recomputed) or use another "
+                "--store directory"
+            )
+
+    def _eip_key(self, eip_id: str, create: bool) -> int | None:
+        key = self._eip_keys.get(eip_id)
+        if key is None:
+            row = self._connection.execute("SELECT id FROM eips WHERE eip_id = ?", (eip_id,)).fetchone()
+            if row is None and create:
+                with self._connection:
+                    self._connection.execute("INSERT OR IGNORE INTO eips (eip_id) VALUES (?)", (eip_id,))
+                row = self._connection.execute("SELECT id FROM eips WHERE eip_id = ?", (eip_id,)).fetchone()
+            if row is None:
+                return None
+            key = self._eip_keys[eip_id] = row[0]
+        return key
 
     def close(self) -> None:
         self._connection.close()
@@ -87,29 +121,33 @@ class LabelStore:
         self.close()
 
     def get(self, hashes: list[str], eip_id: str) -> dict[str, StoredLabel]:
-        """The stored entries among ``hashes`` for one EIP (absent keys are not in the dict)."""
+        """The stored entries among ``hashes`` (hex) for one EIP; absent keys are left out."""
+        eip = self._eip_key(eip_id, create=False)
+        if eip is None:
+            return {}
         found: dict[str, StoredLabel] = {}
-        unique = list(dict.fromkeys(hashes))
+        unique = [bytes.fromhex(h) for h in dict.fromkeys(hashes)]
         for start in range(0, len(unique), _QUERY_CHUNK):
             part = unique[start : start + _QUERY_CHUNK]
             rows = self._connection.execute(
                 "SELECT config_hash, n_atoms, energy_ev, forces, reason FROM labels "
-                f"WHERE eip_id = ? AND config_hash IN ({','.join('?' * len(part))})",
-                [eip_id, *part],
+                f"WHERE eip = ? AND config_hash IN ({','.join('?' * len(part))})",
+                [eip, *part],
             )
             for config_hash, n_atoms, energy, forces, reason in rows:
                 array = None
                 if forces is not None:
                     array = np.frombuffer(forces, dtype=np.float64).reshape(n_atoms, 3).copy()
-                found[config_hash] = StoredLabel(n_atoms, energy, array, reason)
+                found[config_hash.hex()] = StoredLabel(n_atoms, energy, array, reason)
         return found
 
     def put(self, eip_id: str, entries: list[tuple[str, StoredLabel]]) -> None:
         """Write a batch of entries in one transaction (replacing older ones)."""
+        eip = self._eip_key(eip_id, create=True)
         rows = [
             (
-                config_hash,
-                eip_id,
+                eip,
+                bytes.fromhex(config_hash),
                 entry.n_atoms,
                 entry.energy_ev,
                 None if entry.forces is None else np.asarray(entry.forces, np.float64).tobytes(),
@@ -125,8 +163,11 @@ class LabelStore:
     def count(self, eip_id: str | None = None) -> int:
         if eip_id is None:
             return self._connection.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        eip = self._eip_key(eip_id, create=False)
+        if eip is None:
+            return 0
         return self._connection.execute(
-            "SELECT COUNT(*) FROM labels WHERE eip_id = ?", (eip_id,)
+            "SELECT COUNT(*) FROM labels WHERE eip = ?", (eip,)
         ).fetchone()[0]
 
     def save_alignment(self, name: str, payload: dict) -> None:
