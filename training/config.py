@@ -94,6 +94,36 @@ class PretrainConfig:
 
 
 @dataclass
+class LAConfig:
+    """Label augmentation (METHOD.md "Label augmentation"), used by strategy ``la``.
+
+    ``eips``: catalogue names or groups (``si``); ``aligned``: classify and label with
+    EIP energies aligned on ``train`` (False = raw); ``threshold_ev_per_atom``: class K
+    when the closest EIP is further than this from DFT. The classifier trains
+    ``classifier_epochs`` with the slanted triangular rate (``classifier_lr`` peak, /
+    ``lr_ratio`` at both ends). ``alpha`` None searches ``alpha_grid`` on validation.
+    ``eip_loss``: ``tukey`` or ``mse`` (ablation). ``confidence``: ``all``, ``low``,
+    ``medium`` or ``high`` third of the selected. ``select_eips``: keep only configurations
+    labelled by these EIPs (names, ``best`` or ``worst`` by train MAE); None keeps all.
+    ``max_unlabeled`` keeps a random n of the pool (quick runs).
+    """
+
+    eips: list = field(default_factory=lambda: ["si"])
+    aligned: bool = True
+    threshold_ev_per_atom: float = 0.1
+    classifier_epochs: int = 100
+    classifier_lr: float = 1.0e-3
+    lr_ratio: float = 32.0
+    alpha: Optional[float] = None
+    alpha_grid: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0])
+    eip_loss: str = "tukey"
+    confidence: str = "all"
+    select_eips: Optional[list] = None
+    max_unlabeled: Optional[int] = None
+    label_workers: int = 1
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     strategy: str = "baseline"
@@ -107,6 +137,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    la: LAConfig = field(default_factory=LAConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,8 +282,32 @@ def validate(config: RunConfig) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"config key '{key}' must be one of {allowed}, got '{value}'")
+    _validate_la(config.la)
     if not config.name or "/" in config.name:
         raise ConfigError(f"config key 'name' must be a non-empty folder name, got '{config.name}'")
+
+
+LA_CONFIDENCE = ("all", "low", "medium", "high")
+LA_EIP_LOSSES = ("tukey", "mse")
+
+
+def _validate_la(la: LAConfig) -> None:
+    for key in ("threshold_ev_per_atom", "classifier_epochs", "classifier_lr", "label_workers"):
+        if not getattr(la, key) > 0:
+            raise ConfigError(f"config key 'la.{key}' must be > 0, got {getattr(la, key)}")
+    if la.lr_ratio < 1:
+        raise ConfigError(f"config key 'la.lr_ratio' must be >= 1, got {la.lr_ratio}")
+    grid = [la.alpha] if la.alpha is not None else la.alpha_grid
+    if not grid or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and a > 0 for a in grid):
+        raise ConfigError(f"config keys 'la.alpha' / 'la.alpha_grid' need numbers > 0, got {grid}")
+    for key, value, allowed in (("la.eip_loss", la.eip_loss, LA_EIP_LOSSES),
+                                ("la.confidence", la.confidence, LA_CONFIDENCE)):
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' must be one of {allowed}, got '{value}'")
+    if la.max_unlabeled is not None and la.max_unlabeled < 1:
+        raise ConfigError(f"config key 'la.max_unlabeled' must be >= 1 or null, got {la.max_unlabeled}")
+    if la.select_eips is not None and not la.select_eips:
+        raise ConfigError("config key 'la.select_eips' must name at least one EIP, or be null for all")
 
 
 def save_config(config: RunConfig, path: str | os.PathLike) -> None:
