@@ -65,6 +65,17 @@ def test_key_is_the_configuration_content_not_its_object():
     assert Structure.from_atoms(atoms).content_hash() != Structure.from_atoms(moved).content_hash()
 
 
+def test_a_free_cluster_has_one_key_in_any_box():
+    cluster = bulk("Si", "diamond", a=5.43) * (2, 1, 1)
+    cluster.pbc = False
+    boxed = cluster.copy()
+    boxed.cell = [[-20.0, 0.0, 0.0], [0.0, 15.0, 0.0], [0.0, 0.0, 12.0]]
+    periodic = cluster.copy()
+    periodic.pbc = True
+    keys = [Structure.from_atoms(a).content_hash() for a in (cluster, boxed, periodic)]
+    assert keys[0] == keys[1] != keys[2]
+
+
 def test_store_of_another_format_is_refused_not_misread(tmp_path):
     with sqlite3.connect(tmp_path / "labels.sqlite") as connection:
         connection.execute("PRAGMA user_version = 99")

@@ -41,15 +41,17 @@ class Structure:
         (rounding would merge configurations across a rounding boundary unpredictably).
         One call over one joined buffer: hashing is on the per-configuration hot path.
         """
-        cell = self.cell * self.pbc[:, None]  # a free cluster hashes the same in any box
+        pbc = self.pbc
+        # Only periodic directions of the cell matter: a free cluster hashes the same in any box.
+        cell = self.cell if pbc.all() else np.where(pbc[:, None], self.cell, 0.0)
         blob = b"".join(
             (
                 HASH_VERSION,
-                np.int64(len(self.numbers)).tobytes(),
+                len(self.numbers).to_bytes(8, "little"),
                 self.numbers.tobytes(),
                 self.positions.tobytes(),
                 cell.tobytes(),
-                self.pbc.tobytes(),
+                pbc.tobytes(),
             )
         )
         return hashlib.blake2b(blob, digest_size=16).hexdigest()
