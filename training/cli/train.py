@@ -14,11 +14,12 @@ from typing import Any, Callable
 from ..config import RunConfig, load_config
 from ..runs import RunFolder
 from ..strategies.baseline import run_baseline
+from ..strategies.multitask import run_mp, run_mp_la
 from ..train.session import check_choices
 
 Strategy = Callable[..., dict[str, Any]]
 # strategy name -> function(config, run_folder, resume) -> results; LA and MP plug in here.
-STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline}
+STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline, "mp": run_mp, "mp+la": run_mp_la}
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **hooks: Any) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+"""What MP pretraining minimises and how it picks its best epoch.
+
+Loss: MSE (eV²) over every present (configuration, EIP) entry of the batch, total energies
+(METHOD.md). Validation: MAE over the present entries of ``val``'s EIP energies.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...data.batching import KIND_EIP, Batch, BatchLoader
+from ...models.potential import Potential
+from ...train.losses import masked_mse
+from ...train.metrics import batch_energies
+
+MONITOR = "val_eip_mae"
+
+
+def multitask_mse(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """predicted [B, K] eV -> mean of squared errors over the present EIP entries."""
+    return masked_mse(predicted, batch, batch.kind == KIND_EIP)
+
+
+def eip_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+    """MAE over present entries: ``val_eip_mae`` (eV) and ``val_eip_atom_mae`` (eV/atom)."""
+    was_training = potential.training
+    potential.eval()
+    errors, per_atom = [], []
+    with torch.no_grad():
+        for batch in loader.epoch(0):
+            batch = batch.to(device, dtype)
+            error = (batch_energies(potential, batch) - batch.targets).abs()  # [B, K]
+            mask = batch.target_mask
+            errors.append(error[mask].double().cpu())
+            per_atom.append((error / batch.num_atoms.unsqueeze(1))[mask].double().cpu())
+    potential.train(was_training)
+    errors_ev, per_atom_ev = torch.cat(errors).numpy(), torch.cat(per_atom).numpy()
+    if len(errors_ev) == 0:
+        return {MONITOR: float("inf"), "val_eip_atom_mae": float("inf")}
+    return {MONITOR: float(np.mean(errors_ev)), "val_eip_atom_mae": float(np.mean(per_atom_ev))}

@@ -1,0 +1,96 @@
+"""Pretraining: the representation + a K-output head fitted to the EIP energies of the
+``unlabeled`` pool, best epoch chosen on the EIP energies of ``val`` (METHOD.md)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...config import RunConfig
+from ...models.build import ModelSpec
+from ...train.loop import FitSettings, fit
+from ...train.schedules import slanted_triangular
+from ...train.session import DTYPES, TrainingData, model_spec, prepare_data, seeded_potential
+from .cache import PretrainFolder, pretrain_key, pretrain_root
+from .objective import MONITOR, eip_metrics, multitask_mse
+from .targets import eip_ids, eip_rows, fit_multitask_reference, subsample
+
+
+@dataclass
+class Pretrained:
+    """A finished pretraining: ``state`` holds the whole K-output model's best weights."""
+
+    folder: Path
+    spec: ModelSpec
+    eip_names: list[str]
+    state: dict[str, torch.Tensor]
+    results: dict[str, Any]
+    reused: bool  # True when this call loaded it instead of training
+
+    def representation_state(self) -> dict[str, torch.Tensor]:
+        prefix = "representation."
+        return {k[len(prefix):]: v for k, v in self.state.items() if k.startswith(prefix)}
+
+
+def pretrain_settings(config: RunConfig) -> FitSettings:
+    p = config.pretrain
+    return FitSettings(
+        epochs=p.epochs, lr=p.lr, lr_final=p.lr / p.lr_ratio, grad_clip=p.grad_clip,
+        device=config.device, dtype=DTYPES[config.train.dtype], monitor=MONITOR,
+        progress=config.progress, loss=multitask_mse, schedule=slanted_triangular,
+        evaluate=eip_metrics,
+    )
+
+
+def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: PretrainFolder) -> dict[str, Any]:
+    """Label, fit, and return the payload of ``pretrained.pt``."""
+    started = time.perf_counter()
+    p = config.pretrain
+    pool = subsample(data.split.splits["unlabeled"], p.max_unlabeled, config.seed)
+    pool_rows, labels = eip_rows(data, pool, p.eips, p.label_workers, config.progress)
+    val_rows, _ = eip_rows(data, data.split.splits["val"], p.eips, p.label_workers, config.progress)
+    labelled_at = time.perf_counter()
+    potential = seeded_potential(spec, config.seed, num_outputs=len(labels.names))
+    fit_multitask_reference(potential, data, pool_rows)
+    train = data.loader(pool_rows, p.batch_size, shuffle=True, seed=config.seed)
+    val = data.loader(val_rows, config.train.eval_batch_size)
+    result = fit(potential, train, val, pretrain_settings(config), folder.checkpoints,
+                 resume=folder.started, on_epoch_end=folder.write_metrics)
+    folder.write_metrics(result.history)
+    epoch_seconds = [row["seconds"] for row in result.history]
+    results = {
+        "best_epoch": result.best_epoch, "best_val_eip_mae_ev": result.best_metric,
+        "num_pool": len(pool_rows), "num_val": len(val_rows),
+        "present_entries": int(labels.present.sum()), "missing_entries": int((~labels.present).sum()),
+        "eip_names": list(labels.names), "eip_ids": list(labels.eip_ids),
+        "seconds_labels": labelled_at - started,
+        "seconds_fit": float(sum(epoch_seconds)),  # over every session, if resumed
+        "seconds_per_epoch_mean": float(sum(epoch_seconds) / max(len(epoch_seconds), 1)),
+        "seconds_total_last_session": time.perf_counter() - started,
+        "device": config.device, "torch_threads": torch.get_num_threads(),
+    }
+    state = {k: v.detach().cpu() for k, v in potential.state_dict().items()}
+    return {"spec": asdict(spec), "eip_names": list(labels.names), "state": state,
+            "results": results, "key": folder.key}
+
+
+def pretrain(config: RunConfig, data: TrainingData | None = None) -> Pretrained:
+    """The pretraining ``config`` asks for: loaded when it was done before (same key),
+    otherwise trained (or continued after a kill) and stored."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    data = data or prepare_data(config)
+    spec = model_spec(config, data.species)
+    key = pretrain_key(config, spec, data.split.dataset.geometry_hash(), eip_ids(config.pretrain.eips))
+    folder = PretrainFolder(pretrain_root(config), key)
+    with folder.locked():
+        reused = folder.done
+        if not reused:
+            folder.write_config(config)
+            folder.save(_train(config, data, spec, folder))
+        payload = folder.load()
+    return Pretrained(folder.path, ModelSpec(**payload["spec"]), payload["eip_names"],
+                      payload["state"], payload["results"], reused)

@@ -1,0 +1,70 @@
+"""EIP energies of a split as training rows, and per-output reference energies.
+
+Only the geometry of a configuration is handed to the EIPs, so the sealed DFT energies of
+the ``unlabeled`` pool are never read. Entries an EIP could not give (failure, energy above
+200 eV/atom) stay NaN: ``collate`` turns them into ``target_mask`` False, and every loss and
+metric of MP skips them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.batching import KIND_EIP, Rows
+from ...eip import Labels, expand, label, resolve
+from ...models.potential import Potential
+from ...train.reference import fit_reference_energies, set_reference, species_counts
+from ...train.session import TrainingData
+
+
+class MissingEIPEnergies(ValueError):
+    """An EIP gave no energy on any configuration of a split: it cannot be pretrained on."""
+
+
+def eip_ids(names: list[str]) -> list[str]:
+    """Store keys of the EIPs named (groups expanded), in order: part of the pretraining key."""
+    return [resolve(name).eip_id for name in expand(names)]
+
+
+def subsample(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """A random ``limit`` of ``indices`` drawn with ``seed`` (all of them when None)."""
+    if limit is None or limit >= len(indices):
+        return indices
+    return np.sort(np.random.default_rng([seed, 11]).permutation(indices)[:limit])
+
+
+def eip_rows(
+    data: TrainingData,
+    indices: np.ndarray,
+    eips: list[str],
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[Rows, Labels]:
+    """Rows of ``indices`` with targets [R, K] = EIP total energies (eV, NaN = missing).
+
+    Raises :class:`MissingEIPEnergies` when one EIP has no energy on any of them.
+    """
+    atoms = [data.split.dataset.atoms(int(i)) for i in indices]  # geometry only, no DFT label
+    labels = label(atoms, eips, workers=workers, progress=progress)
+    empty = [name for k, name in enumerate(labels.names) if not labels.present[:, k].any()]
+    if empty:
+        raise MissingEIPEnergies(
+            f"EIP(s) {empty} gave no energy on any of {len(indices)} configurations "
+            f"(reasons: {sorted(set(labels.reasons[:, labels.names.index(empty[0])]))[:3]}); "
+            "drop them from pretrain.eips"
+        )
+    n = len(indices)
+    rows = Rows(np.asarray(indices, dtype=np.int64), labels.energies, np.ones(n), np.full(n, KIND_EIP))
+    return rows, labels
+
+
+def fit_multitask_reference(potential: Potential, data: TrainingData, rows: Rows) -> list[float]:
+    """Per-species reference energies of each output k, fitted on the entries present for
+    EIP k (each EIP has its own zero of energy); returns the per-output scales (eV/atom)."""
+    counts = species_counts(data.graphs, data.species_index, rows.indices, len(data.species))
+    scales = []
+    for k in range(rows.targets.shape[1]):
+        present = ~np.isnan(rows.targets[:, k])
+        reference, scale = fit_reference_energies(counts[present], rows.targets[present, k])
+        set_reference(potential, reference, scale, output=k)
+        scales.append(scale)
+    return scales
