@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         seconds = time.perf_counter() - start
         print(labels.summary_text())
-        print(f"{len(labels.hashes)} configurations x {len(labels.names)} EIPs in {seconds:.1f} s")
+        print(
+            f"{len(labels.hashes)} configurations x {len(labels.names)} EIPs in {seconds:.1f} s "
+            f"({int(labels.n_computed.sum())} computed, the rest from the store)"
+        )
         if args.output:
             np.savez(
                 args.output,
