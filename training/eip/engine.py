@@ -110,7 +110,7 @@ _OPEN_STORES: dict[str, LabelStore] = {}
 _PARENT_PID = os.getpid()
 
 
-def _open_store(store):
+def open_store(store):
     """The store to use. Stores named by path stay open for the life of the process: the
     last close of an SQLite WAL database checkpoints it, which costs tens of ms per call."""
     if store is False:
@@ -212,7 +212,7 @@ def label(
     hashes = [structure.content_hash() for structure in structures]
     by_hash = dict(zip(hashes, structures))  # identical configurations are computed once
 
-    label_store = _open_store(store)
+    label_store = open_store(store)
     known = {eip.eip_id: label_store.get(hashes, eip.eip_id) for eip in eips}
     tasks = []
     for eip in eips:

@@ -95,10 +95,10 @@ def eip_accuracy_report(
 ) -> str:
     """Label si-pbe with the Si EIPs (cached), write the Table 2 markdown, return it."""
     from ..data.si_pbe import load_si_pbe, protocol_split
-    from .store import LabelStore
+    from .engine import open_store
 
     configurations = load_si_pbe()
-    label_store = store if hasattr(store, "put") else LabelStore(store)
+    label_store = open_store(store)
     labels = label(configurations, list(eip_names), workers=workers, store=label_store)
     dft_ev = np.array([atoms.get_potential_energy() for atoms in configurations])
     counts, species = species_counts(configurations)
