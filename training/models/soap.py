@@ -23,12 +23,12 @@ Everything is vectorised over edges, so forces and the virial come by autograd.
 from __future__ import annotations
 
 import math
+from typing import List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .layers import scatter_sum
 
 # dscribe's GTOs decay to this value at their own radii, and its neighbour search reaches
 # where the atomic Gaussian has decayed to this value past r_cut.
@@ -196,11 +196,8 @@ class SOAP(nn.Module):
         damping = eta**-1.5 * (1.0 + alphas / eta) ** (-(ls + 1.5))  # [L, K]
         # b[l, n, k] = beta[l, n, k] * damping[l, k]; pi^{3/2} folded in here.
         coefficients = math.pi**1.5 * betas * damping[:, None, :]
-        # Expanded to one row per (l, m) so that one einsum applies it to all l at once.
-        l_of_lm = np.repeat(ls[:, 0], 2 * ls[:, 0] + 1)
         self.register_buffer("exponents", torch.tensor(exponents))
-        self.register_buffer("coefficients_lm", torch.tensor(coefficients[l_of_lm]))  # [LM, N, K]
-        self.register_buffer("l_of_lm", torch.tensor(l_of_lm, dtype=torch.int64))
+        self.register_buffer("coefficients_l", torch.tensor(coefficients))  # [L, N, K]
         # The centre's own Gaussian at r = 0 only has l = 0: c_n00 += b[0, n, :].sum() Y_00.
         self.register_buffer("self_term", torch.tensor(coefficients[0].sum(axis=1) / math.sqrt(4 * math.pi)))
         prefactors = [math.pi * math.sqrt(8.0 / (2 * l + 1)) for l in range(l_max + 1)]
@@ -213,24 +210,31 @@ class SOAP(nn.Module):
         edge_index: torch.Tensor,
         vectors: torch.Tensor,
         lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        """Expansion coefficients c [N, S, n_max, (l_max+1)^2] of each atom's densities."""
+    ) -> List[torch.Tensor]:
+        """Expansion coefficients of each atom's densities, one tensor per l:
+        c_l [N, S n_max, 2l+1] (rows: neighbour species, then n)."""
         num_atoms = species.shape[0]
         dtype = vectors.dtype
         weights = self.switch(lengths) if self.smooth_cutoff else torch.ones_like(lengths)
         radial = torch.exp(lengths.unsqueeze(1).unsqueeze(2) ** 2 * self.exponents.to(dtype))  # [E, L, K]
-        radial = radial * weights.unsqueeze(1).unsqueeze(2)
-        radial = radial.index_select(1, self.l_of_lm)  # [E, LM, K]
+        radial = torch.einsum("elk,lnk->eln", radial, self.coefficients_l.to(dtype)) * weights.view(-1, 1, 1)
+        neighbour = torch.nn.functional.one_hot(species.index_select(0, edge_index[1]), self.num_species)
+        radial = (radial.unsqueeze(2) * neighbour.to(dtype).view(-1, 1, self.num_species, 1))  # [E, L, S, n]
         angular = self.harmonics(vectors)  # [E, LM]
-        per_edge = radial * angular.unsqueeze(2)  # [E, LM, K]
-        # Sum over neighbours into one density per (centre, neighbour species).
-        channel = edge_index[0] * self.num_species + species.index_select(0, edge_index[1])
-        summed = scatter_sum(per_edge, channel, num_atoms * self.num_species)  # [N*S, LM, K]
-        c = torch.einsum("aqk,qnk->anq", summed, self.coefficients_lm.to(dtype))  # [N*S, n, LM]
-        c = c.reshape(num_atoms, self.num_species, self.n_max, -1)
+        # Neighbours laid out densely per centre, [N, M, ...]: then each c_l is one batched
+        # matmul, and no [E, n, LM] outer product is ever stored (it dominated time/memory).
+        flat, width = dense_slots(edge_index[0], num_atoms)
+        radial = radial.reshape(radial.shape[0], (self.l_max + 1) * self.num_species * self.n_max)
+        radial = _densify(radial, flat, num_atoms, width)
+        radial = radial.view(num_atoms, width, self.l_max + 1, self.num_species * self.n_max)
+        angular = _densify(angular, flat, num_atoms, width)  # [N, M, LM]
         own = torch.nn.functional.one_hot(species, self.num_species).to(dtype)  # [N, S]
-        self_term = own.unsqueeze(2) * self.self_term.to(dtype)  # [N, S, n]
-        return torch.cat([c[..., :1] + self_term.unsqueeze(3), c[..., 1:]], dim=3)
+        self_term = (own.unsqueeze(2) * self.self_term.to(dtype)).reshape(num_atoms, -1, 1)
+        out: List[torch.Tensor] = []
+        for l in range(self.l_max + 1):
+            c_l = torch.bmm(radial[:, :, l, :].transpose(1, 2), angular[:, :, l * l : (l + 1) * (l + 1)])
+            out.append(c_l + self_term if l == 0 else c_l)
+        return out
 
     def forward(
         self,
@@ -246,16 +250,32 @@ class SOAP(nn.Module):
             edge_index = edge_index.index_select(1, keep)
             vectors = vectors.index_select(0, keep)
             lengths = lengths.index_select(0, keep)
-        c = self.coefficients(species, edge_index, vectors, lengths)
-        num_atoms = c.shape[0]
-        c = c.reshape(num_atoms, self.num_species * self.n_max, -1)  # [N, S n, LM]
-        blocks: list[torch.Tensor] = []
-        for l in range(self.l_max + 1):
-            c_l = c[:, :, l * l : (l + 1) * (l + 1)]  # [N, S n, 2l+1]
-            products = torch.bmm(c_l, c_l.transpose(1, 2)) * self.prefactors[l].to(c.dtype)
+        coefficients = self.coefficients(species, edge_index, vectors, lengths)
+        num_atoms = species.shape[0]
+        blocks: List[torch.Tensor] = []
+        for l, c_l in enumerate(coefficients):  # c_l [N, S n, 2l+1]
+            products = torch.bmm(c_l, c_l.transpose(1, 2)) * self.prefactors[l].to(c_l.dtype)
             blocks.append(products.reshape(num_atoms, -1))
         everything = torch.cat(blocks, dim=1)  # [N, L (S n)^2]
         return everything.index_select(1, self.feature_index)
+
+
+def dense_slots(receivers: torch.Tensor, num_atoms: int) -> Tuple[torch.Tensor, int]:
+    """Row of each edge in a dense [num_atoms * M] neighbour layout (M = most neighbours of
+    any atom): receiver * M + rank of the edge among its receiver's edges. Any edge order."""
+    counts = torch.bincount(receivers, minlength=num_atoms)
+    width = int(counts.max()) if receivers.numel() > 0 else 0
+    sorted_receivers, order = torch.sort(receivers, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_sorted = torch.arange(receivers.numel(), device=receivers.device) - starts.index_select(0, sorted_receivers)
+    rank = torch.empty_like(rank_sorted).index_copy_(0, order, rank_sorted)
+    return receivers * width + rank, width
+
+
+def _densify(values: torch.Tensor, rows: torch.Tensor, num_atoms: int, width: int) -> torch.Tensor:
+    """[E, D] per-edge values -> [num_atoms, width, D], zero where an atom has fewer edges."""
+    dense = torch.zeros((num_atoms * width, values.shape[1]), dtype=values.dtype, device=values.device)
+    return dense.index_add(0, rows, values).view(num_atoms, width, values.shape[1])
 
 
 def _feature_index(num_species: int, n_max: int, l_max: int) -> list[int]:
