@@ -171,6 +171,26 @@ def test_dscribe_mode_is_not_smooth_at_its_cutoff():
     assert float((inside - outside).abs().max()) > 1e-6 * float(outside.abs().max())
 
 
+def test_edge_order_and_batching_do_not_matter():
+    # Training batches concatenate graphs and the KIM path may list edges in any order.
+    first, second = random_si_cell(10), random_si_cluster(11)
+    soap = SOAP(1, 5.0, n_max=4, l_max=3).double()
+    single = [soap(*edges_of(atoms, ["Si"], 5.0)[:2], *_vectors_and_lengths(atoms)) for atoms in (first, second)]
+    kinds_a, edges_a, vectors_a = edges_of(first, ["Si"], 5.0)
+    kinds_b, edges_b, vectors_b = edges_of(second, ["Si"], 5.0)
+    kinds = torch.cat([kinds_a, kinds_b])
+    edge_index = torch.cat([edges_a, edges_b + len(first)], dim=1)
+    vectors = torch.cat([vectors_a, vectors_b])
+    shuffle = torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(0))
+    batched = soap(kinds, edge_index[:, shuffle], vectors[shuffle], vectors[shuffle].norm(dim=1))
+    torch.testing.assert_close(batched, torch.cat(single))
+
+
+def _vectors_and_lengths(atoms: Atoms) -> tuple[torch.Tensor, torch.Tensor]:
+    vectors = edges_of(atoms, ["Si"], 5.0)[2]
+    return vectors, vectors.norm(dim=1)
+
+
 def test_torchscript_equals_eager():
     atoms = random_agau(8)
     soap = SOAP(2, 5.0).double()
