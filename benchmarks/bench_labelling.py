@@ -116,7 +116,11 @@ def worker_scaling(names: list[str], repeats: int, count: int) -> dict:
     process and its workers): on a machine shared with other jobs the wall-time ratio
     measures the neighbours, while the CPU split shows what two idle cores would give."""
     rng = np.random.default_rng(0)
-    frames = [f for n_atoms in (8, 16, 64) for f in configurations(n_atoms, count // 3, seed=int(rng.integers(1000)))]
+    frames = [
+        frame
+        for n_atoms in (8, 16, 64)
+        for frame in configurations(n_atoms, count // 3, seed=int(rng.integers(1000)))
+    ]
     result = {"eips": names, "labels": len(frames) * len(names), "cpus": os.cpu_count()}
     for workers, key in ((1, "one"), (2, "two")):
         walls, parents, children = [], [], []
@@ -137,7 +141,8 @@ def worker_scaling(names: list[str], repeats: int, count: int) -> dict:
     result["cpu_ratio_two_over_one"] = two_cpu / result["one_parent_cpu_s"]
     # On two idle cores the busiest of the two workers sets the wall time (the parent's
     # share runs alongside them); both get equal shares of the tasks.
-    result["idle_cores_speedup_estimate"] = result["one_parent_cpu_s"] / (result["two_workers_cpu_s"] / 2)
+    busiest_worker_s = result["two_workers_cpu_s"] / 2
+    result["idle_cores_speedup_estimate"] = result["one_parent_cpu_s"] / busiest_worker_s
     result["load_average_1min"] = os.getloadavg()[0]
     return result
 
@@ -162,7 +167,8 @@ def main() -> None:
     parser.add_argument("--output", default="runs/bench_labelling.json")
     args = parser.parse_args()
 
-    results = {"kimpy_vs_ase": kimpy_vs_ase(["si/sw-bht", "si/tersoff-t3"], args.repeats, args.count // 3)}
+    comparison = kimpy_vs_ase(["si/sw-bht", "si/tersoff-t3"], args.repeats, args.count // 3)
+    results = {"kimpy_vs_ase": comparison}
     for row in results["kimpy_vs_ase"]:
         print(f"{row['eip']:16s} {row['n_atoms']:3d} atoms  kimpy {row['kimpy_ms']:.4f} ms  "
               f"ASE KIM {row['ase_kim_ms']:.4f} ms  ({row['ase_over_kimpy']:.2f}x)")
@@ -181,7 +187,8 @@ def main() -> None:
     print(f"workers: {scaling['labels']} labels  1 worker {scaling['one_wall_s']:.2f} s  "
           f"2 workers {scaling['two_wall_s']:.2f} s  speedup {scaling['speedup']:.2f}x  "
           f"(load average {scaling['load_average_1min']:.1f} on {scaling['cpus']} CPUs); CPU s: "
-          f"1 worker {scaling['one_parent_cpu_s']:.2f}, 2 workers {scaling['two_workers_cpu_s']:.2f}"
+          f"1 worker {scaling['one_parent_cpu_s']:.2f}, "
+          f"2 workers {scaling['two_workers_cpu_s']:.2f}"
           f" + parent {scaling['two_parent_cpu_s']:.2f}; on idle cores "
           f"~{scaling['idle_cores_speedup_estimate']:.2f}x")
     if args.full:

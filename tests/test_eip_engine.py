@@ -38,8 +38,9 @@ def test_energies_equal_the_calculator_of_each_eip():
 
 def test_two_workers_give_the_same_labels_as_one():
     frames = _rattled_si(24, seed=1)
-    one = label(frames, "si/tersoff-t2,si/edip", store=False, progress=False, chunk_size=5)
-    two = label(frames, "si/tersoff-t2,si/edip", store=False, progress=False, chunk_size=5, workers=2)
+    options = dict(store=False, progress=False, chunk_size=5)
+    one = label(frames, "si/tersoff-t2,si/edip", **options)
+    two = label(frames, "si/tersoff-t2,si/edip", workers=2, **options)
     np.testing.assert_array_equal(one.energies, two.energies)
     assert one.hashes == two.hashes
 

@@ -54,7 +54,8 @@ def test_cli_labels_a_file_into_a_store_and_an_npz(si_slice, tmp_path, capsys):
     path = tmp_path / "frames.extxyz"
     ase.io.write(path, si_slice[:5])
     output = tmp_path / "labels.npz"
-    argv = [str(path), "--eips", "si/sw-bht,si/edip", "--store", str(tmp_path / "s"), "--output", str(output)]
+    argv = [str(path), "--eips", "si/sw-bht,si/edip", "--store", str(tmp_path / "s")]
+    argv += ["--output", str(output)]
     assert main(argv) == 0
     assert "5 configurations x 2 EIPs" in capsys.readouterr().out
     saved = np.load(output)

@@ -61,8 +61,9 @@ def test_key_is_the_configuration_content_not_its_object():
     atoms = _frames(1)[0]
     moved = atoms.copy()
     moved.positions[0, 0] += 1e-9
-    assert Structure.from_atoms(atoms).content_hash() == Structure.from_atoms(atoms.copy()).content_hash()
-    assert Structure.from_atoms(atoms).content_hash() != Structure.from_atoms(moved).content_hash()
+    key = Structure.from_atoms(atoms).content_hash()
+    assert key == Structure.from_atoms(atoms.copy()).content_hash()
+    assert key != Structure.from_atoms(moved).content_hash()
 
 
 def test_a_free_cluster_has_one_key_in_any_box():

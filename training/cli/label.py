@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("source", nargs="?", help="extxyz file, or a dataset name (si-pbe)")
     parser.add_argument("--list", action="store_true", help="show the EIP catalogue")
     parser.add_argument("--report", action="store_true", help="write the si-pbe Table 2")
-    parser.add_argument("--eips", default="si", help="comma-separated names or groups (si, al, agau)")
+    parser.add_argument(
+        "--eips", default="si", help="comma-separated names or groups (si, al, agau)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--forces", action="store_true", help="also compute forces")
     parser.add_argument("--store", default=None, help="label store directory (default: cache)")

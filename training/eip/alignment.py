@@ -18,7 +18,9 @@ HUBER_DELTA = 1.345  # 95 % efficiency at the normal distribution
 _MAX_ITERATIONS = 100
 
 
-def species_counts(configurations, species: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def species_counts(
+    configurations, species: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """[n, S] number of atoms of each species per configuration, and the species order
     (sorted symbols found, unless ``species`` is given)."""
     symbols = [atoms.get_chemical_symbols() for atoms in configurations]
@@ -145,7 +147,8 @@ def fit_alignment(
                 "offsets (check the EIP supports these species)"
             )
         seen = counts[rows].sum(axis=0) > 0
-        fitted = huber_offsets(counts[rows][:, seen].astype(np.float64), dft[rows] - labels.energies[rows, k])
+        residuals_ev = dft[rows] - labels.energies[rows, k]
+        fitted = huber_offsets(counts[rows][:, seen].astype(np.float64), residuals_ev)
         offsets[k, seen] = fitted
         n_fitted[k] = len(rows)
     return Alignment(list(labels.names), list(labels.eip_ids), list(species), offsets, n_fitted)

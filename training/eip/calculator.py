@@ -24,7 +24,8 @@ class EIPCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        energy, forces = self._model.compute(Structure.from_atoms(self.atoms), "forces" in properties)
+        structure = Structure.from_atoms(self.atoms)
+        energy, forces = self._model.compute(structure, "forces" in properties)
         self.results = {"energy": energy, "free_energy": energy}
         if forces is not None:
             self.results["forces"] = forces

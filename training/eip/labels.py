@@ -57,7 +57,9 @@ class Labels:
         lines = []
         for name, counts in self.summary().items():
             details = ", ".join(
-                f"{key} {value}" for key, value in counts.items() if key not in ("present", "missing")
+                f"{key} {value}"
+                for key, value in counts.items()
+                if key not in ("present", "missing")
             )
             line = f"{name:28s} present {counts['present']:6d}  missing {counts['missing']:6d}"
             lines.append(line + (f"  ({details})" if details else ""))

@@ -25,7 +25,9 @@ def _maes(predicted: np.ndarray, dft: np.ndarray, n_atoms: np.ndarray) -> tuple[
     return float(error.mean()), float((error / n_atoms[keep]).mean()), int((~keep).sum())
 
 
-def accuracy_rows(labels: Labels, dft_ev: np.ndarray, counts, species, seeds, store=None) -> list[dict]:
+def accuracy_rows(
+    labels: Labels, dft_ev: np.ndarray, counts, species, seeds, store=None
+) -> list[dict]:
     """One dict per EIP: per-seed raw/aligned configuration and atom MAEs on ``test``."""
     from ..data.si_pbe import protocol_split
 
@@ -41,9 +43,10 @@ def accuracy_rows(labels: Labels, dft_ev: np.ndarray, counts, species, seeds, st
             alignment.save(store, f"si-pbe/seed{seed}/train")
         aligned = alignment.apply(labels, counts)
         test = split["test"]
+        dft_test, atoms_test = dft_ev[test], labels.n_atoms[test]
         for k, row in enumerate(rows):
-            raw_config, raw_atom, missing = _maes(labels.energies[test, k], dft_ev[test], labels.n_atoms[test])
-            al_config, al_atom, _ = _maes(aligned[test, k], dft_ev[test], labels.n_atoms[test])
+            raw_config, raw_atom, missing = _maes(labels.energies[test, k], dft_test, atoms_test)
+            al_config, al_atom, _ = _maes(aligned[test, k], dft_test, atoms_test)
             row["raw"].append((raw_config, raw_atom))
             row["aligned"].append((al_config, al_atom))
             row["missing"].append(missing)

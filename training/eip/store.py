@@ -101,11 +101,14 @@ class LabelStore:
     def _eip_key(self, eip_id: str, create: bool) -> int | None:
         key = self._eip_keys.get(eip_id)
         if key is None:
-            row = self._connection.execute("SELECT id FROM eips WHERE eip_id = ?", (eip_id,)).fetchone()
+            select = "SELECT id FROM eips WHERE eip_id = ?"
+            row = self._connection.execute(select, (eip_id,)).fetchone()
             if row is None and create:
                 with self._connection:
-                    self._connection.execute("INSERT OR IGNORE INTO eips (eip_id) VALUES (?)", (eip_id,))
-                row = self._connection.execute("SELECT id FROM eips WHERE eip_id = ?", (eip_id,)).fetchone()
+                    self._connection.execute(
+                        "INSERT OR IGNORE INTO eips (eip_id) VALUES (?)", (eip_id,)
+                    )
+                row = self._connection.execute(select, (eip_id,)).fetchone()
             if row is None:
                 return None
             key = self._eip_keys[eip_id] = row[0]
