@@ -159,6 +159,35 @@ def test_ase_kim_on_an_open_cluster(si_model):
     np.testing.assert_allclose(kim["forces"], reference["forces"], atol=1e-9)
 
 
+def test_kim_virial_and_particle_energies_through_kimpy(si_model):
+    """partialVirial and partialParticleEnergy, which ASE's calculator never asks for: ask
+    for them through kimpy on the particle arrays ASE's calculator has set up."""
+    import kimpy
+
+    name, path = si_model
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True), seed=9, strain=0.03)
+    calculator = KIM(name)
+    atoms.calc = calculator
+    atoms.get_potential_energy()  # builds the padding particles and neighbour lists
+    num_particles = int(calculator._num_particles[0])
+    virial = np.zeros(6)
+    particle_energy = np.zeros(num_particles)
+    raw_arguments = calculator._compute_args.compute_args
+    raw_arguments.set_argument_pointer(kimpy.compute_argument_name.partialVirial, virial)
+    raw_arguments.set_argument_pointer(kimpy.compute_argument_name.partialParticleEnergy, particle_energy)
+    calculator._kim_model.compute(calculator._compute_args, False)
+
+    reference = evaluate(EIPNNCalculator(path), atoms, ["energies", "stress"])
+    # KIM's virial is sum_e r_e (x) dE/dr_e = volume * stress (Voigt: xx yy zz yz xz xy).
+    expected_virial = reference["stress"] * atoms.get_volume()
+    np.testing.assert_allclose(virial, expected_virial, rtol=0,
+                               atol=RELATIVE_TOLERANCE * np.abs(expected_virial).max())
+    contributing = len(atoms)
+    np.testing.assert_allclose(particle_energy[:contributing], reference["energies"], rtol=RELATIVE_TOLERANCE)
+    assert not particle_energy[contributing:].any()  # padding particles carry no energy
+    assert num_particles > contributing
+
+
 def test_species_the_model_lacks_is_refused(si_model):
     name, _ = si_model
     atoms = bulk("SiC", "zincblende", a=4.36)
