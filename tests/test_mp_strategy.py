@@ -1,0 +1,163 @@
+"""Strategy ``mp``: pretraining on EIP energies, its stored reuse, fine-tuning from the
+pretrained representation with a fresh head, and ``mp+la``'s dependency on LA."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from mp_tiny import PRETRAIN_EIPS, tiny_config, write_tiny_dataset
+
+from eipnn_training.cli.train import train
+from eipnn_training.config import ConfigError, load_config
+from eipnn_training.data.batching import KIND_EIP
+from eipnn_training.eip import label
+from eipnn_training.strategies.multitask import initializer, pretrain, representation_hash
+from eipnn_training.strategies.multitask.cache import PretrainCacheError
+from eipnn_training.strategies.multitask.finetune import (
+    MPLANotAvailable,
+    PretrainMismatch,
+    label_augmentation_trainer,
+    load_representation,
+)
+from eipnn_training.strategies.multitask.targets import eip_rows
+from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A private cache (labels, graphs), the tiny data set, and one finished mp run."""
+    root = tmp_path_factory.mktemp("mp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(root / "cache"))
+        data_path = write_tiny_dataset(root / "tiny.extxyz")
+        config = tiny_config(data_path, root / "runs")
+        results = train(config)
+        yield {"root": root, "data": data_path, "config": config, "results": results}
+
+
+def _config(workspace, **sections):
+    return tiny_config(workspace["data"], workspace["root"] / "runs", **sections)
+
+
+def test_mp_run_records_pretraining_and_test_metrics(workspace):
+    results, config = workspace["results"], workspace["config"]
+    assert np.isfinite(results["test_config_mae_ev"]) and np.isfinite(results["test_atom_mae_ev_per_atom"])
+    assert results["pretrain_reused"] is False
+    assert results["pretrain_eips"] == PRETRAIN_EIPS
+    assert results["pretrain_seconds"] > 0
+    folder = workspace["root"] / "runs" / "pretrained"
+    (stored,) = folder.iterdir()
+    assert str(stored) == results["pretrained_dir"]
+    for name in ("pretrained.pt", "key.yaml", "config.yaml", "metrics.csv", "checkpoints/best.pt"):
+        assert (stored / name).exists(), name
+    lines = (stored / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",")[:5] == ["epoch", "lr", "train_loss", "val_eip_mae", "val_eip_atom_mae"]
+    assert len(lines) == 1 + config.pretrain.epochs
+    assert (config.run_dir / "model.pt").exists()
+
+
+def test_pretraining_targets_are_the_pool_eip_energies(workspace):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        data = prepare_data(workspace["config"])
+        pool = data.split.splits["unlabeled"]
+        rows, labels = eip_rows(data, pool, PRETRAIN_EIPS, progress=False)  # the pool stays sealed
+        direct = label([data.split.dataset.atoms(int(i)) for i in pool], PRETRAIN_EIPS,
+                       store=False, progress=False)
+    assert rows.targets.shape == (len(pool), 2)
+    np.testing.assert_allclose(rows.targets, direct.energies)
+    assert (rows.kind == KIND_EIP).all()
+    assert data.split.dataset.unseal_log == []
+
+
+def test_finetuning_starts_from_pretrained_representation_with_fresh_head(workspace):
+    config, results = workspace["config"], workspace["results"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        pretrained = pretrain(config)
+    assert pretrained.reused
+    spec = model_spec(config, ["Si"])
+    potential, fresh = seeded_potential(spec, config.seed), seeded_potential(spec, config.seed)
+    initializer(pretrained)(potential)
+    stored = pretrained.representation_state()
+    loaded = potential.representation.state_dict()
+    assert loaded.keys() == stored.keys()
+    assert all(torch.equal(loaded[name], stored[name]) for name in stored)
+    assert not all(torch.equal(fresh.representation.state_dict()[n], stored[n]) for n in stored)
+    # The head is the fresh single-output one, not the pretrained K-output head.
+    assert potential.head.num_outputs == 1 and pretrained.state["head.net.2.weight"].shape[0] == 2
+    for name, value in fresh.head.state_dict().items():
+        assert torch.equal(potential.head.state_dict()[name], value)
+    assert all(p.requires_grad for p in potential.parameters())  # nothing frozen
+    # The real run started there too: the hash taken inside the trainer matches.
+    assert results["finetune_start_hash"] == results["pretrained_representation_hash"]
+    assert results["finetune_start_hash"] == representation_hash(stored)
+    assert results["finetune_start_hash"] != representation_hash(fresh.representation.state_dict())
+
+
+def test_same_pretraining_is_reused_and_a_different_one_is_not(workspace):
+    first = workspace["results"]["pretrained_dir"]
+    stamp = os.stat(os.path.join(first, "pretrained.pt")).st_mtime_ns
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        again = train(_config(workspace, name="mp_again", train={"epochs": 1, "batch_size": 8}))
+        other = pretrain(_config(workspace, pretrain={"epochs": 1}))
+    assert again["pretrain_reused"] and again["pretrained_dir"] == first
+    assert os.stat(os.path.join(first, "pretrained.pt")).st_mtime_ns == stamp
+    assert not other.reused and str(other.folder) != first
+
+
+def test_a_folder_holding_another_pretraining_is_refused(workspace):
+    folder = workspace["results"]["pretrained_dir"]
+    key_file = os.path.join(folder, "key.yaml")
+    original = open(key_file).read()
+    try:
+        open(key_file, "w").write(original.replace("seed: 3", "seed: 4"))
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(PretrainCacheError, match="different pretraining"):
+            patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+            pretrain(workspace["config"])
+    finally:
+        open(key_file, "w").write(original)
+
+
+def test_pretrained_weights_of_another_model_are_refused(workspace):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        pretrained = pretrain(workspace["config"])
+    wider = tiny_config(workspace["data"], workspace["root"] / "runs", model={
+        "hyperparameters": {"num_features": 16, "num_interactions": 1, "num_rbf": 8}})
+    potential = seeded_potential(model_spec(wider, ["Si"]), 0)
+    with pytest.raises(PretrainMismatch, match="does not fit"):
+        load_representation(potential, pretrained)
+
+
+def test_mp_la_needs_the_label_augmentation_trainer():
+    try:
+        from eipnn_training.strategies.label_augmentation import run_label_augmentation
+    except ImportError:
+        run_label_augmentation = None
+    import inspect
+
+    if run_label_augmentation is not None and "initialize" in inspect.signature(run_label_augmentation).parameters:
+        assert label_augmentation_trainer() is run_label_augmentation
+    else:
+        with pytest.raises(MPLANotAvailable, match="mp\\+la.*run_label_augmentation"):
+            label_augmentation_trainer()
+
+
+def test_pretrain_settings_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="pretrain.lr_ratio"):
+        load_config(None, ["pretrain.lr_ratio=0.5"])
+    with pytest.raises(ConfigError, match="pretrain.epochs"):
+        load_config(None, ["pretrain.epochs=0"])
+    with pytest.raises(ConfigError, match="pretrain.max_unlabeled"):
+        load_config(None, ["pretrain.max_unlabeled=0"])
+
+
+def test_results_json_on_disk_matches_returned_results(workspace):
+    on_disk = json.loads((workspace["config"].run_dir / "results.json").read_text())
+    assert on_disk["pretrained_dir"] == workspace["results"]["pretrained_dir"]
+    assert on_disk["finetune_start_hash"] == workspace["results"]["finetune_start_hash"]
