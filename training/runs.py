@@ -39,7 +39,8 @@ class RunFolder:
 
     def create(self, config: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
         """Make the folder and write the config; refuse to clobber a run by accident."""
-        started = (self.checkpoints / "last.pt").exists()
+        # Any checkpoint counts (strategies with stages keep theirs in sub-folders).
+        started = any(self.checkpoints.rglob("*.pt")) if self.checkpoints.exists() else False
         if resume and not started:
             raise RunFolderError(
                 f"--resume: '{self.path}' has no checkpoint to resume; run without --resume"

@@ -14,12 +14,13 @@ from typing import Any, Callable
 from ..config import RunConfig, load_config
 from ..runs import RunFolder
 from ..strategies.baseline import run_baseline
+from ..strategies.label_augmentation import run_label_augmentation
 from ..strategies.multitask import run_mp, run_mp_la
 from ..train.session import check_choices
 
 Strategy = Callable[..., dict[str, Any]]
 # strategy name -> function(config, run_folder, resume) -> results; LA and MP plug in here.
-STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline, "mp": run_mp, "mp+la": run_mp_la}
+STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline, "la": run_label_augmentation, "mp": run_mp, "mp+la": run_mp_la}
 
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **hooks: Any) -> dict[str, Any]:

@@ -1,0 +1,156 @@
+"""``strategy: la`` end to end on a small SW-labelled silicon set: the run folder reports,
+the alpha search command, resume, and the seal on the pool's DFT energies."""
+from __future__ import annotations
+
+import csv
+import json
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.kim import KIM
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from eipnn_training.cli.alpha_search import main as alpha_main
+from eipnn_training.cli.train import train
+from eipnn_training.config import ConfigError, load_config
+from eipnn_training.data.dataset import dataset_from_atoms
+from eipnn_training.data.si_pbe import protocol_split
+from eipnn_training.strategies.label_augmentation.errors import PoolLabelsReadEarly
+from eipnn_training.strategies.label_augmentation.report import REPORT_REASON, PoolSeal
+
+SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
+NUM_CONFIGURATIONS = 240
+EIPS = ["si/sw-bht", "si/tersoff-t3", "si/edip"]
+
+
+def sw_configurations() -> list:
+    """Strained, rattled Si in four lattices; 'DFT' = Stillinger-Weber 1985 through KIM."""
+    rng = np.random.default_rng(0)
+    calc = KIM(SW)
+    lattices = [("diamond", 5.43), ("fcc", 3.9), ("bcc", 3.1), ("sc", 2.55)]
+    out = []
+    for k in range(NUM_CONFIGURATIONS):
+        name, a = lattices[k % 4]
+        atoms = bulk("Si", name, a=a * rng.uniform(0.94, 1.08)).repeat((1, 1, 1 + k % 2))
+        atoms.rattle(0.08, seed=k)
+        atoms.calc = calc
+        energy = atoms.get_potential_energy()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy)
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """The dataset (half of the pool written WITHOUT energies: LA must not need them) and
+    a private cache (graphs, label store)."""
+    root = tmp_path_factory.mktemp("la")
+    configurations = sw_configurations()
+    pool = protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"]
+    for index in pool[::2]:
+        configurations[index].calc = None
+    ase.io.write(root / "sw.extxyz", configurations)
+    (root / "la.yaml").write_text(
+        "name: la\nstrategy: la\nseed: 2\nprogress: false\n"
+        f"runs_dir: {root / 'runs'}\n"
+        f"data: {{path: {root / 'sw.extxyz'}, split_seed: 1}}\n"
+        "model: {cutoff_angstrom: 4.0, head_hidden: 16, "
+        "hyperparameters: {num_features: 16, num_interactions: 2, num_rbf: 16}}\n"
+        "train: {epochs: 3, batch_size: 8, lr: 5.0e-3, lr_final: 5.0e-4}\n"
+        f"la: {{eips: {EIPS}, classifier_epochs: 3, classifier_lr: 5.0e-3, alpha: 1.0}}\n"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(root / "cache"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def searched(workspace):
+    """One run of the alpha search command over two alphas."""
+    assert alpha_main([str(workspace / "la.yaml"), "--grid", "0.1", "10"]) == 0
+    return workspace / "runs" / "la"
+
+
+def test_run_folder_has_the_la_reports(searched):
+    for name in ("model.pt", "results.json", "metrics.csv", "parity.png", "checkpoints/best.pt",
+                 "checkpoints/classifier/best.pt", "la/classes.json", "la/classifier_metrics.csv",
+                 "la/confusion.png", "la/selection.csv", "la/alpha_search.csv", "la/alpha_curve.png",
+                 "la/outliers.json"):
+        assert (searched / name).exists(), name
+    la = json.loads((searched / "results.json").read_text())["la"]
+    assert la["eips"] == EIPS
+    balance = la["class_balance"]["train"]
+    assert sum(balance.values()) == 28 and set(balance) == set(EIPS + ["none"])
+    confusion = np.array(la["classifier"]["val_confusion"])
+    assert confusion.shape == (4, 4) and confusion.sum() == 10
+    assert la["classifier"]["val_accuracy"] == pytest.approx(np.trace(confusion) / 10)
+    assert la["num_pool"] == 192
+    assert la["num_selected"] + la["num_predicted_none"] + la["num_missing_label"] == 192
+    assert la["balance_n_train_over_n_added"] == pytest.approx(28 / la["num_selected"])
+
+
+def test_alpha_search_picks_the_best_validation_alpha(searched):
+    la = json.loads((searched / "results.json").read_text())["la"]
+    search = la["alpha_search"]
+    assert set(search) == {"0.1", "10"}
+    assert la["alpha"] == float(min(search, key=search.get))
+    assert search["0.1"] != search["10"]  # alpha changes the training
+    for alpha in ("0.1", "10"):
+        assert (searched / "checkpoints" / f"alpha_{alpha}" / "done.json").exists()
+
+
+def test_selection_never_holds_class_k_and_labels_are_eip_energies(searched):
+    with open(searched / "la" / "selection.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    la = json.loads((searched / "results.json").read_text())["la"]
+    assert len(rows) == la["num_selected"] > 0
+    assert {row["eip"] for row in rows} <= set(EIPS)
+    pool = set(protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"].tolist())
+    assert {int(row["index"]) for row in rows} <= pool
+
+
+def test_outliers_are_graded_after_training_with_the_pool_energies_that_exist(searched):
+    la = json.loads((searched / "results.json").read_text())["la"]
+    outliers = la["outliers"]
+    selected = [int(row["index"]) for row in csv.DictReader(open(searched / "la" / "selection.csv"))]
+    with_energy = set(protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"][1::2].tolist())
+    assert outliers["num_graded"] == len(with_energy.intersection(selected))
+    assert sum(outliers["by_severity"].values()) == outliers["num_outliers"] == sum(outliers["by_eip"].values())
+    # The pool's DFT energies were read once, by the report, and for nothing else.
+    assert la["pool_dft_reads"] == [f"{len(selected)} sealed energies read: {REPORT_REASON}"]
+
+
+def test_resume_of_a_finished_run_retrains_nothing(searched, workspace):
+    classifier = searched / "checkpoints" / "classifier" / "best.pt"
+    before = classifier.stat().st_mtime_ns, json.loads((searched / "results.json").read_text())
+    config = load_config(workspace / "la.yaml", ["la.alpha=null", "la.alpha_grid=[0.1, 10]"])
+    results = train(config, resume=True)
+    assert classifier.stat().st_mtime_ns == before[0]
+    assert results["test_config_mae_ev"] == before[1]["test_config_mae_ev"]
+    assert results["la"]["classifier"] == before[1]["la"]["classifier"]
+
+
+def test_pool_seal_refuses_reads_before_training_is_done():
+    configurations = [bulk("Si", "diamond", a=5.43) for _ in range(3)]
+    for atoms in configurations:
+        atoms.calc = SinglePointCalculator(atoms, energy=-10.0)
+    dataset = dataset_from_atoms(configurations)
+    dataset.seal([1, 2])
+    seal = PoolSeal(dataset)
+    with pytest.raises(PoolLabelsReadEarly, match="only for the report after training"):
+        seal.read_for_report(np.array([1]))
+    dataset.read_sealed_energies_ev([2], reason="a selection step peeking")
+    seal.training_done = True
+    with pytest.raises(PoolLabelsReadEarly, match="read before the LA report"):
+        seal.read_for_report(np.array([1]))
+
+
+def test_la_settings_are_checked(workspace):
+    for override, message in (("la.confidence=top", "la.confidence' must be one of"),
+                              ("la.eip_loss=huber", "la.eip_loss' must be one of"),
+                              ("la.alpha=-1", "need numbers > 0"),
+                              ("la.select_eips=[]", "must name at least one EIP")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(workspace / "la.yaml", [override])

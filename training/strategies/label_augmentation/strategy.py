@@ -1,0 +1,235 @@
+"""``strategy: la``: classify -> select -> fit(DFT + EIP rows with Tukey) -> report.
+
+Stages, each leaving its files in the run folder (``la/``):
+1. EIP energies of train, val and the pool (label store), aligned on train; class targets
+   of train and val (``la/classes.json``).
+2. The K+1 classifier (``checkpoints/classifier/best.pt``, ``la/classifier_metrics.csv``,
+   ``la/confusion.png``), reused as is on ``--resume``.
+3. Selection from the pool (``la/selection.csv``).
+4. The potential for each alpha (one, or the grid), the chosen alpha's weights copied to
+   ``checkpoints/best.pt``; test, export, plots as the baseline (``la/alpha_search.csv``,
+   ``la/alpha_curve.png``).
+5. After training only: outliers among the selected, graded with the pool's DFT energies.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ...config import RunConfig, save_config
+from ...data.batching import KIND_DFT, Rows
+from ...eip import expand
+from ...export import export_model
+from ...models.potential import Potential
+from ...plots import learning_curves, parity_plot
+from ...runs import RunFolder
+from ...train.checkpoint import save_atomic
+from ...train.metrics import predict
+from ...train.session import DTYPES, TrainingData, fit_reference, model_spec, prepare_data, seeded_potential
+from ..baseline import fit_settings
+from .alpha import AugmentedTraining, load_best, search_alpha
+from .classifier import EIPClassifier, build_classifier
+from .classifier_training import ClassifierSettings, class_probabilities, confusion_matrix, fit_classifier
+from .errors import NothingSelected
+from .report import (PoolSeal, alpha_plot, class_balance, confusion_plot, outlier_report, write_history,
+                     write_selection)
+from .selection import Selection, select
+from .targets import EIPTable, eip_atom_mae, eip_classes, eip_table, resolve_eip_columns
+
+Initialize = Callable[[Potential], None]
+
+
+def pool_indices(data: TrainingData, max_unlabeled: int | None, seed: int) -> np.ndarray:
+    """The ``unlabeled`` split, or a random ``max_unlabeled`` of it (sorted)."""
+    pool = data.split.splits["unlabeled"]
+    if max_unlabeled is not None and max_unlabeled < len(pool):
+        pool = np.sort(np.random.default_rng([seed, 11]).permutation(pool)[:max_unlabeled])
+    return pool
+
+
+def class_rows(data: TrainingData, table: EIPTable, split: str, threshold: float) -> Rows:
+    """Rows of ``split`` whose target is the class (as a float in column 0)."""
+    indices = data.split.splits[split]
+    dft = data.split.dataset.energies_ev(indices)
+    num_atoms = data.split.dataset.num_atoms[indices]
+    classes = eip_classes(table.energies_ev[indices], dft, num_atoms, threshold)
+    return Rows(indices, classes.astype(np.float64)[:, None], np.ones(len(indices)), np.full(len(indices), KIND_DFT))
+
+
+def train_classifier(config: RunConfig, data: TrainingData, table: EIPTable, run: RunFolder,
+                     train: Rows, val: Rows, resume: bool) -> tuple[EIPClassifier, dict]:
+    """Stage 2: the fitted classifier (from its checkpoint on resume) and its report."""
+    spec = model_spec(config, data.species)
+    model = build_classifier(spec, table.num_classes, config.seed)
+    folder = run.checkpoints / "classifier"
+    stored = folder / "best.pt"
+    dtype = DTYPES[config.train.dtype]
+    if resume and stored.exists():
+        state = torch.load(stored, map_location=config.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        model.to(device=torch.device(config.device), dtype=dtype)
+        summary = state["summary"]
+    else:
+        t, la = config.train, config.la
+        settings = ClassifierSettings(la.classifier_epochs, la.classifier_lr, la.lr_ratio, t.grad_clip,
+                                      config.device, dtype, config.progress)
+        result = fit_classifier(model, data.loader(train, t.batch_size, shuffle=True, seed=config.seed),
+                                data.loader(val, t.eval_batch_size), settings)
+        write_history(result.history, run.path / "la" / "classifier_metrics.csv")
+        _, probabilities = class_probabilities(model, data.loader(val, t.eval_batch_size),
+                                               torch.device(config.device), dtype)
+        true = val.targets[:, 0].astype(np.int64)
+        matrix = confusion_matrix(true, probabilities.argmax(axis=1), table.num_classes)
+        summary = {"val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
+                   "val_confusion": matrix.tolist(),
+                   "val_accuracy_of_majority_class": float(np.bincount(true).max() / len(true))}
+        folder.mkdir(parents=True, exist_ok=True)
+        save_atomic({"model": model.state_dict(), "summary": summary}, stored)
+    confusion_plot(np.array(summary["val_confusion"]), table.names, summary["val_accuracy"],
+                   run.path / "la" / "confusion.png")
+    return model, summary
+
+
+def select_from_pool(config: RunConfig, data: TrainingData, table: EIPTable, model: EIPClassifier,
+                     train: Rows) -> Selection:
+    """Stage 3: predict the pool, keep the EIP-class predictions (with the options)."""
+    pool = pool_indices(data, config.la.max_unlabeled, config.seed)
+    unlabelled = Rows(pool, np.full((len(pool), 1), np.nan), np.ones(len(pool)), np.full(len(pool), KIND_DFT))
+    rows, probabilities = class_probabilities(model, data.loader(unlabelled, config.train.eval_batch_size),
+                                              torch.device(config.device), DTYPES[config.train.dtype])
+    dft_train = data.split.dataset.energies_ev(train.indices)
+    atom_mae = eip_atom_mae(table.energies_ev[train.indices], dft_train, data.split.dataset.num_atoms[train.indices])
+    columns = resolve_eip_columns(table.names, config.la.select_eips, atom_mae)
+    selection = select(rows, probabilities, table.energies_ev[rows], columns, config.la.confidence)
+    if len(selection) == 0:
+        raise NothingSelected(
+            f"no configuration of the pool ({selection.num_pool}) was selected "
+            f"({selection.num_predicted_none} predicted as 'no EIP is good'): loosen "
+            "la.select_eips / la.confidence, or raise la.threshold_ev_per_atom"
+        )
+    return selection
+
+
+def augmented_job(config: RunConfig, data: TrainingData, selection: Selection,
+                  initialize: Initialize | None = None) -> tuple[AugmentedTraining, Rows]:
+    """The training set (DFT train + selected EIP rows) and the potential factory;
+    ``initialize`` (e.g. MP's pretrained representation) runs on each fresh potential."""
+    spec = model_spec(config, data.species)
+    train_rows = data.dft_rows("train")
+
+    def new_potential():
+        potential = seeded_potential(spec, config.seed)
+        fit_reference(potential, data, train_rows)  # reference energies from DFT rows only
+        if initialize is not None:
+            initialize(potential)
+        return potential
+
+    t = config.train
+    rows = train_rows.concat(selection.rows())
+    job = AugmentedTraining(
+        new_potential=new_potential,
+        train=data.loader(rows, t.batch_size, shuffle=True, seed=config.seed),
+        val=data.loader(data.dft_rows("val"), t.eval_batch_size),
+        settings=fit_settings(config), balance=len(train_rows) / len(selection),
+        eip_loss=config.la.eip_loss,
+    )
+    return job, train_rows
+
+
+def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = False,
+                           initialize: Initialize | None = None, **hooks: Any) -> dict[str, Any]:
+    """The LA strategy end to end; returns results.json (the baseline's keys + ``la``).
+    ``initialize(potential)`` runs on every fresh potential (strategy ``mp+la``); the
+    classifier always starts from scratch. ``hooks`` go to the training loop."""
+    started = time.perf_counter()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    data = prepare_data(config)
+    config.model.species = list(data.species)
+    save_config(config, run.config)
+    seal = PoolSeal(data.split.dataset)
+    (run.path / "la").mkdir(exist_ok=True)
+    la = config.la
+
+    # 1. EIP energies and class targets.
+    pool = pool_indices(data, la.max_unlabeled, config.seed)
+    labelled = np.concatenate([data.split.splits["train"], data.split.splits["val"], pool])
+    table = eip_table(data, expand(la.eips), labelled, la.aligned, la.label_workers, config.progress)
+    train_classes = class_rows(data, table, "train", la.threshold_ev_per_atom)
+    val_classes = class_rows(data, table, "val", la.threshold_ev_per_atom)
+    balance = {"train": class_balance(train_classes.targets[:, 0].astype(np.int64), table.names),
+               "val": class_balance(val_classes.targets[:, 0].astype(np.int64), table.names)}
+    (run.path / "la" / "classes.json").write_text(json.dumps(balance, indent=2) + "\n")
+
+    # 2-3. Classifier and selection.
+    classifier, classifier_summary = train_classifier(config, data, table, run, train_classes, val_classes, resume)
+    selection = select_from_pool(config, data, table, classifier, train_classes)
+    write_selection(selection, table.names, run.path / "la" / "selection.csv")
+    seal.check_unread()
+
+    # 4. The potential for each alpha; the best on validation is the run's model.
+    job, train_rows = augmented_job(config, data, selection, initialize)
+    grid = [la.alpha] if la.alpha is not None else list(la.alpha_grid)
+    chosen, tried = search_alpha(grid, job, run.checkpoints, resume=resume, **hooks)
+    for name in ("best.pt", "last.pt"):
+        shutil.copy(chosen.checkpoint_dir / name, run.checkpoints / name)  # eipnn-export reads these
+    run.write_metrics(chosen.history)
+    with open(run.path / "la" / "alpha_search.csv", "w") as handle:
+        handle.write("alpha,best_val_config_mae_ev,best_epoch\n")
+        handle.writelines(f"{r.alpha:g},{r.best_val_config_mae_ev!r},{r.best_epoch}\n" for r in tried)
+    alpha_plot([r.alpha for r in tried], [r.best_val_config_mae_ev for r in tried], chosen.alpha,
+               run.path / "la" / "alpha_curve.png")
+    potential = load_best(job, chosen, config.device)
+    seal.check_unread()
+    seal.training_done = True
+
+    # Test, export and plots as the baseline does.
+    device, dtype = torch.device(config.device), DTYPES[config.train.dtype]
+    test = data.loader(data.dft_rows("test"), config.train.eval_batch_size)
+    predictions = predict(potential, test, device, dtype)
+    spec = model_spec(config, data.species)
+    provenance = {"strategy": config.strategy, "seed": config.seed, "split_seed": config.data.split_seed,
+                  "dataset": data.split.dataset.name, "geometry_hash": data.split.dataset.geometry_hash(),
+                  "best_epoch": chosen.best_epoch, "alpha": chosen.alpha}
+    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
+    run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev, predictions.predicted_ev)
+    parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
+    learning_curves(chosen.history, run.learning_curves)
+
+    # 5. The report: only now may the pool's DFT energies be read.
+    dft_selected = seal.read_for_report(selection.indices)
+    outliers = outlier_report(selection, dft_selected, data.split.dataset.num_atoms[selection.indices],
+                              table.names, la.threshold_ev_per_atom)
+    (run.path / "la" / "outliers.json").write_text(json.dumps(outliers, indent=2) + "\n")
+    epoch_seconds = [row["seconds"] for row in chosen.history]
+    results = {
+        "test_config_mae_ev": predictions.config_mae_ev(),
+        "test_atom_mae_ev_per_atom": predictions.atom_mae_ev(),
+        "best_epoch": chosen.best_epoch, "best_val_config_mae_ev": chosen.best_val_config_mae_ev,
+        "num_train": len(train_rows), "num_val": len(job.val.rows), "num_test": len(test.rows),
+        "num_unlabeled": len(data.split.splits["unlabeled"]),
+        "seconds_per_epoch_mean": float(np.mean(epoch_seconds)),
+        "seconds_total": time.perf_counter() - started,
+        "device": config.device, "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "model_path": str(run.model),
+        "la": {
+            "eips": table.names, "aligned": la.aligned, "threshold_ev_per_atom": la.threshold_ev_per_atom,
+            "class_balance": balance, "classifier": classifier_summary,
+            "num_pool": selection.num_pool, "num_selected": len(selection),
+            "num_predicted_none": selection.num_predicted_none,
+            "num_missing_label": selection.num_missing_label,
+            "num_dropped_by_options": selection.num_dropped_by_options,
+            "confidence": la.confidence, "select_eips": la.select_eips, "eip_loss": la.eip_loss,
+            "alpha": chosen.alpha, "balance_n_train_over_n_added": job.balance,
+            "alpha_search": {f"{r.alpha:g}": r.best_val_config_mae_ev for r in tried},
+            "outliers": outliers, "pool_dft_reads": list(data.split.dataset.unseal_log),
+        },
+    }
+    run.write_results(results)
+    return results

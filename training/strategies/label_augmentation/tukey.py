@@ -1,0 +1,72 @@
+"""Tukey's biweight loss and the LA training loss (METHOD.md "Label augmentation", 4).
+
+    loss = MSE(DFT rows) + alpha * (N_train / N_added) * Tukey(EIP rows)
+
+Tukey: residuals are scaled by ``s = 1.4826 * median |y - y_hat|`` over every row of the
+batch with a target (DFT and EIP rows, predictions detached, so ``s`` is a constant of the
+step), ``r = (y - y_hat) / s`` and ``rho(r) = c²/6 [1 - (1 - (r/c)²)³]`` for |r| <= c,
+``c²/6`` beyond, averaged over the EIP rows. An EIP label far from what the DFT-trained
+model predicts (an EIP that is wrong there) then pulls with zero force.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...data.batching import KIND_DFT, KIND_EIP, Batch
+from ...train.losses import masked_mse
+
+TUKEY_C = 4.6851  # 95 % efficiency at the normal distribution
+MAD_TO_SIGMA = 1.4826  # MAD * 1.4826 = sigma for normal residuals
+
+
+def tukey_rho(r: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
+    """rho(r) elementwise; zero gradient for |r| >= c."""
+    # Clamping (instead of torch.where) keeps the gradient exactly 0 beyond c and never
+    # evaluates the polynomial on a huge r, whose overflow would turn 0 * inf into NaN.
+    inside = r.clamp(-c, c) / c
+    return (c * c / 6.0) * (1.0 - (1.0 - inside * inside) ** 3)
+
+
+def mad_scale(residuals_ev: torch.Tensor) -> torch.Tensor:
+    """1.4826 * median |residual| (eV) of a detached residual vector, never exactly 0."""
+    absolute = residuals_ev.detach().abs()
+    scale = MAD_TO_SIGMA * torch.quantile(absolute, 0.5)  # the usual median (mean of middle two)
+    # s = 0 only when most residuals are exactly 0: any non-zero one is then an outlier.
+    return scale.clamp_min(torch.finfo(absolute.dtype).tiny)
+
+
+def tukey_term(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean rho over the EIP rows of ``batch`` (first output); 0 without EIP rows."""
+    present = batch.target_mask[:, 0]
+    eip = present & (batch.kind == KIND_EIP)
+    if not bool(eip.any()):
+        return predicted.sum() * 0.0
+    residuals = batch.targets[:, 0] - predicted[:, 0]  # [B] eV
+    scale = mad_scale(residuals[present])  # DFT and EIP rows together
+    return tukey_rho(residuals[eip] / scale).mean()
+
+
+@dataclass
+class AugmentedLoss:
+    """``MSE(DFT) + alpha * balance * EIP term``; ``balance`` = N_train / N_added.
+
+    ``eip_loss`` "mse" replaces Tukey by the plain MSE of the EIP rows (the ablation).
+    """
+
+    alpha: float
+    balance: float
+    eip_loss: str = "tukey"
+
+    def __post_init__(self) -> None:
+        if self.eip_loss not in ("tukey", "mse"):
+            raise ValueError(f"eip_loss must be 'tukey' or 'mse', not '{self.eip_loss}'")
+
+    def __call__(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
+        dft = masked_mse(predicted, batch, batch.kind == KIND_DFT)
+        if self.eip_loss == "tukey":
+            eip = tukey_term(predicted, batch)
+        else:
+            eip = masked_mse(predicted, batch, batch.kind == KIND_EIP)
+        return dft + self.alpha * self.balance * eip
