@@ -226,13 +226,16 @@ class SOAP(nn.Module):
         flat, width = dense_slots(edge_index[0], num_atoms)
         radial = radial.reshape(radial.shape[0], (self.l_max + 1) * self.num_species * self.n_max)
         radial = _densify(radial, flat, num_atoms, width)
-        radial = radial.view(num_atoms, width, self.l_max + 1, self.num_species * self.n_max)
         angular = _densify(angular, flat, num_atoms, width)  # [N, M, LM]
+        # One large batched matmul for all (l, l') pairs, of which only l = l' is kept: 7x
+        # the FLOPs of per-l products at l_max 6, yet several times faster than 7 small ones.
+        products = torch.bmm(radial.transpose(1, 2), angular)  # [N, L S n, LM]
+        products = products.view(num_atoms, self.l_max + 1, self.num_species * self.n_max, -1)
         own = torch.nn.functional.one_hot(species, self.num_species).to(dtype)  # [N, S]
         self_term = (own.unsqueeze(2) * self.self_term.to(dtype)).reshape(num_atoms, -1, 1)
         out: List[torch.Tensor] = []
         for l in range(self.l_max + 1):
-            c_l = torch.bmm(radial[:, :, l, :].transpose(1, 2), angular[:, :, l * l : (l + 1) * (l + 1)])
+            c_l = products[:, l, :, l * l : (l + 1) * (l + 1)]
             out.append(c_l + self_term if l == 0 else c_l)
         return out
 
