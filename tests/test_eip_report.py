@@ -6,7 +6,7 @@ import pytest
 
 from eipnn_training.cli.label import main
 from eipnn_training.data.si_pbe import load_si_pbe
-from eipnn_training.eip import LabelStore, label, species_counts
+from eipnn_training.eip import EIPCalculator, LabelStore, label, species_counts
 from eipnn_training.eip.report import accuracy_rows, format_table
 
 
@@ -55,11 +55,16 @@ def test_cli_labels_a_file_into_a_store_and_an_npz(si_slice, tmp_path, capsys):
     ase.io.write(path, si_slice[:5])
     output = tmp_path / "labels.npz"
     argv = [str(path), "--eips", "si/sw-bht,si/edip", "--store", str(tmp_path / "s")]
-    argv += ["--output", str(output)]
+    argv += ["--output", str(output), "--forces"]
     assert main(argv) == 0
     assert "5 configurations x 2 EIPs" in capsys.readouterr().out
     saved = np.load(output)
     assert saved["energies_ev"].shape == (5, 2) and saved["present"].all()
+    forces = saved["forces_ev_per_angstrom"]
+    assert forces.shape == (saved["n_atoms"].sum(), 2, 3) and np.isfinite(forces).all()
+    atoms = ase.io.read(path, index=4)  # as written to the file, digits and all
+    atoms.calc = EIPCalculator("si/edip")
+    np.testing.assert_allclose(forces[-len(atoms):, 1], atoms.get_forces(), atol=1e-10)
     assert LabelStore(tmp_path / "s").count() == 10
 
 

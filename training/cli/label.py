@@ -40,6 +40,28 @@ def _list() -> str:
     )
 
 
+def _save_npz(path: str, labels) -> None:
+    """Labels as plain arrays; forces (when computed) as [total atoms, K, 3] eV/Å, rows in
+    configuration order (``n_atoms`` splits them), NaN where missing."""
+    arrays = dict(
+        names=np.array(labels.names),
+        eip_ids=np.array(labels.eip_ids),
+        energies_ev=labels.energies,
+        present=labels.present,
+        reasons=labels.reasons.astype(str),
+        n_atoms=labels.n_atoms,
+    )
+    if labels.forces is not None:
+        columns = []
+        for per_config in labels.forces:
+            columns.append(np.concatenate([
+                f if f is not None else np.full((n, 3), np.nan)
+                for f, n in zip(per_config, labels.n_atoms)
+            ]))
+        arrays["forces_ev_per_angstrom"] = np.stack(columns, axis=1)
+    np.savez(path, **arrays)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ..eip.errors import EIPError
@@ -82,15 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({int(labels.n_computed.sum())} computed, the rest from the store)"
         )
         if args.output:
-            np.savez(
-                args.output,
-                names=np.array(labels.names),
-                eip_ids=np.array(labels.eip_ids),
-                energies_ev=labels.energies,
-                present=labels.present,
-                reasons=labels.reasons.astype(str),
-                n_atoms=labels.n_atoms,
-            )
+            _save_npz(args.output, labels)
         return 0
     except (EIPError, FileNotFoundError) as error:
         print(f"eipnn-label: {error}", file=sys.stderr)
