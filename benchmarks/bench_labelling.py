@@ -27,7 +27,7 @@ from ase.build import bulk
 
 from eipnn_training.eip import label
 from eipnn_training.eip.catalogue import KIM_CATALOGUE, resolve
-from eipnn_training.eip.engine import model_for
+from eipnn_training.eip.evaluation import model_for
 from eipnn_training.eip.structure import Structure
 
 SIZES = {1: ("fcc", 3.85, (1, 1, 1), False), 2: ("diamond", 5.43, (1, 1, 1), False),

@@ -11,7 +11,8 @@ See docs/labelling.md.
 from .alignment import Alignment, fit_alignment, species_counts
 from .calculator import EIPCalculator
 from .catalogue import GROUPS, expand, resolve
-from .engine import MAX_ENERGY_PER_ATOM_EV, label
+from .engine import label
+from .evaluation import MAX_ENERGY_PER_ATOM_EV
 from .errors import (
     AlignmentError,
     EIPComputeError,

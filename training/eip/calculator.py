@@ -4,7 +4,7 @@ from __future__ import annotations
 from ase.calculators.calculator import Calculator, all_changes
 
 from .catalogue import resolve
-from .engine import model_for
+from .evaluation import model_for
 from .structure import Structure
 
 

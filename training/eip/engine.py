@@ -1,89 +1,28 @@
 """The labelling engine: configurations × EIPs -> energies (and forces), cached on disk.
 
-Work is cut into chunks of configurations for one EIP. Each chunk runs in a worker process
-(or in this process when ``workers=1``) that keeps its EIP objects alive across chunks;
-the parent writes every finished chunk to the label store in one transaction, so a killed
-run loses at most the chunks in flight and a rerun computes only what is missing.
+What the store lacks is cut into chunks of configurations for one EIP; each chunk runs in
+a worker process or in this one (``workers.py``); the parent writes every finished chunk to
+the label store in one transaction, so a killed run loses at most the chunks in flight and
+a rerun computes only what is missing.
 """
 from __future__ import annotations
 
 import atexit
 import math
-import multiprocessing
 import os
-import signal
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
-from .catalogue import EIP, resolve
-from .errors import EIPError, UnsupportedSpecies, WorkerCrashed
+from .catalogue import resolve
 from .labels import Labels
 from .sources import load_configurations
 from .store import LabelStore, StoredLabel
 from .structure import Structure
+from .workers import Task, execute
 
-MAX_ENERGY_PER_ATOM_EV = 200.0  # METHOD.md: above this an EIP energy is treated as missing
+__all__ = ["label", "open_store"]
+
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 512
-
-_MODELS: dict[str, object] = {}  # per-process cache: KIM objects cannot be pickled
-
-
-def model_for(eip: EIP):
-    """The (per-process cached) object that computes this EIP: KIM or ASE calculator."""
-    model = _MODELS.get(eip.eip_id)
-    if model is None:
-        if eip.kind == "kim":
-            from .kim_model import KIMPortableModel
-
-            model = KIMPortableModel(eip.kim_id)
-        else:
-            from .ase_model import ASECalculatorModel
-
-            model = ASECalculatorModel(eip.calculator)
-        _MODELS[eip.eip_id] = model
-    return model
-
-
-def evaluate(model, structure: Structure, with_forces: bool) -> StoredLabel:
-    """One (configuration, EIP) entry; failures become a missing entry with its reason."""
-    n_atoms = len(structure.numbers)
-    try:
-        energy, forces = model.compute(structure, with_forces)
-    except UnsupportedSpecies as error:
-        return StoredLabel(n_atoms, None, None, f"unsupported-species: {error}")
-    except EIPError as error:
-        return StoredLabel(n_atoms, None, None, f"eip-error: {error}")
-    if not math.isfinite(energy) or (forces is not None and not np.isfinite(forces).all()):
-        return StoredLabel(n_atoms, None, None, f"non-finite: energy {energy} eV")
-    if energy / n_atoms > MAX_ENERGY_PER_ATOM_EV:
-        return StoredLabel(
-            n_atoms,
-            None,
-            None,
-            f"energy-too-high: {energy / n_atoms:.4g} eV/atom > {MAX_ENERGY_PER_ATOM_EV:g}",
-        )
-    return StoredLabel(n_atoms, energy, forces, None)
-
-
-@dataclass(frozen=True)
-class _Task:
-    eip: EIP
-    hashes: list[str]
-    structures: list[Structure]
-    with_forces: bool
-
-
-def _run_task(task: _Task) -> tuple[str, list[tuple[str, StoredLabel]]]:
-    model = model_for(task.eip)
-    results = [
-        (config_hash, evaluate(model, structure, task.with_forces))
-        for config_hash, structure in zip(task.hashes, task.structures)
-    ]
-    return task.eip.eip_id, results
 
 
 def _usable(entry: StoredLabel, with_forces: bool, retry_missing: bool) -> bool:
@@ -134,55 +73,6 @@ def _close_stores() -> None:
     _OPEN_STORES.clear()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: a parent killed with SIGKILL must not leave workers behind.
-    Linux delivers SIGKILL to us when the parent dies; elsewhere we rely on the pool."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _start_method() -> str:
-    """fork where available: workers start in milliseconds and callers need no
-    ``if __name__ == "__main__"`` guard. Workers run only KIM/numpy code, never torch, so
-    OpenMP state a forking caller may hold is never used in the child."""
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _execute(tasks: list[_Task], workers: int) -> Iterable[tuple[str, list]]:
-    """Results of the tasks as they finish, in-process or from ``workers`` processes."""
-    if workers <= 1:
-        for task in tasks:
-            yield _run_task(task)
-        return
-    context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
-        futures = [pool.submit(_run_task, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BrokenProcessPool as error:
-            raise WorkerCrashed(
-                "a labelling worker died (a crash inside an EIP); finished chunks are "
-                "stored, so rerunning the same command resumes; run with workers=1 to see "
-                "which configuration crashes"
-            ) from error
-        finally:
-            for future in futures:
-                future.cancel()
-
-
 def label(
     configurations,
     eip_names: list[str] | tuple[str, ...] | str,
@@ -225,11 +115,11 @@ def label(
         size = chunk_size or _chunk_size(len(pending), workers)
         for start in range(0, len(pending), size):
             part = pending[start : start + size]
-            tasks.append(_Task(eip, part, [by_hash[h] for h in part], with_forces))
+            tasks.append(Task(eip, part, [by_hash[h] for h in part], with_forces))
     total = sum(len(task.hashes) for task in tasks)
     bar = _progress_bar(total, progress)
     computed = dict.fromkeys(known, 0)
-    for eip_id, results in _execute(tasks, workers):
+    for eip_id, results in execute(tasks, workers):
         label_store.put(eip_id, results)
         known[eip_id].update(results)
         computed[eip_id] += len(results)
