@@ -1,6 +1,7 @@
 """SOAPNet: registry entry, export, EIPNNCalculator derivatives and NVE energy conservation."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,11 @@ from dscribe.descriptors import SOAP as DscribeSOAP
 from models import SW_SI
 from physics import numerical_forces, numerical_stress
 
+REPO = Path(__file__).resolve().parents[1]
+
 from eipnn_calc.calculator import EIPNNCalculator
+from eipnn_calc.kim import exporter
+from eipnn_calc.kim.collections import isolated_collection_environment
 from eipnn_calc.model_file import load_model, read_metadata
 from eipnn_calc.neighbors import build_edges
 from eipnn_training.export import export_model
@@ -198,3 +203,28 @@ def test_nve_energy_drift(sw_soapnet):
     totals = np.array(totals) / len(atoms)
     assert np.abs(totals - totals[0]).max() < 1e-3  # eV/atom
     assert 150 < np.mean(temperatures[50:]) < 450  # a crystal that vibrates, not one that explodes
+
+
+def test_kim_portable_model_equals_eipnn_calculator(sw_soapnet, tmp_path, monkeypatch):
+    # The same file through the KIM API (ghost atoms as particles, no shifts) and ASE.
+    pytest.importorskip("kimpy")
+    cache = os.environ.get("EIPNN_KIM_DRIVER_CACHE", REPO / "build" / "kim-driver")
+    for name, value in isolated_collection_environment(tmp_path, cache).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # kim.log
+    name = "eipnn_test_soapnet_Si"
+    assert exporter.main([str(sw_soapnet), name, "--output-dir", str(tmp_path / "packages"), "--install"]) == 0
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.set_cell(atoms.cell.array @ np.diag([1.02, 0.99, 1.0]), scale_atoms=True)
+    atoms.rattle(0.1, seed=5)
+    reference, through_kim = atoms.copy(), atoms.copy()
+    reference.calc = EIPNNCalculator(sw_soapnet)
+    through_kim.calc = KIM(name)
+    assert through_kim.get_potential_energy() == pytest.approx(reference.get_potential_energy(), rel=1e-6)
+    forces = reference.get_forces()
+    np.testing.assert_allclose(through_kim.get_forces(), forces, rtol=0, atol=1e-6 * np.abs(forces).max())
+    stress = reference.get_stress()
+    np.testing.assert_allclose(through_kim.get_stress(), stress, rtol=0, atol=1e-6 * np.abs(stress).max())
