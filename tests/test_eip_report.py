@@ -72,3 +72,18 @@ def test_cli_reports_unknown_eip_without_a_traceback(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)  # the failed KIM lookup is logged to ./kim.log
     assert main(["si-pbe", "--eips", "si/nope", "--store", str(tmp_path)]) == 1
     assert "unknown EIP 'si/nope'" in capsys.readouterr().err
+
+
+def test_report_command_path_writes_the_markdown(tmp_path):
+    from eipnn_training.eip.report import eip_accuracy_report
+
+    output = tmp_path / "eip_accuracy.md"
+    text = eip_accuracy_report(
+        seeds=(1,), eip_names=("si/sw-bht",), store=tmp_path / "s", output=output
+    )
+    assert output.read_text() == text
+    assert "| si/sw-bht | SW_BalamaneHaliciogluTiller" in text
+    assert "(222 configurations)" in text  # the protocol's test split
+    with LabelStore(tmp_path / "s") as store:
+        assert store.count() == 5534
+        assert store.load_alignment("si-pbe/seed1/train")["names"] == ["si/sw-bht"]
