@@ -65,3 +65,14 @@ def test_cli_list_shows_installed_or_missing(capsys):
     assert len(lines) == 20
     assert all(" installed " in line for line in lines)
     assert lines[0].startswith("si/edip")
+
+
+def test_cli_list_marks_an_absent_model_missing_and_names_the_package(capsys, monkeypatch):
+    # A catalogue entry whose model really is not installed here (the KIM lookup runs).
+    absent = "SW_NotInstalled_2099_Si__MO_000000000000_000"
+    monkeypatch.setitem(KIM_CATALOGUE, "si/not-installed", absent)
+    monkeypatch.setitem(GROUPS, "si", (*GROUPS["si"], "si/not-installed"))
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert f"si/not-installed               missing    {absent}" in out
+    assert "apt-get install libkim-api-dev openkim-models" in out

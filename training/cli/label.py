@@ -32,12 +32,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> str:
-    from ..eip.catalogue import catalogue_rows
+    from ..eip.catalogue import DEBIAN_PACKAGE, catalogue_rows
 
-    return "\n".join(
+    rows = catalogue_rows()
+    lines = [
         f"{name:30s} {'installed' if installed else 'missing':9s}  {source}"
-        for name, source, installed in catalogue_rows()
-    )
+        for name, source, installed in rows
+    ]
+    if not all(installed for _, _, installed in rows):
+        lines.append(
+            f"missing KIM models come with the Debian package {DEBIAN_PACKAGE} "
+            f"(apt-get install libkim-api-dev {DEBIAN_PACKAGE}; then pip install kimpy)"
+        )
+    return "\n".join(lines)
 
 
 def _save_npz(path: str, labels) -> None:

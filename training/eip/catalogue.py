@@ -152,7 +152,10 @@ def is_installed(name: str) -> bool:
     """Whether the EIP ``name`` (short name or KIM ID) can run on this machine."""
     if name in CALCULATOR_CATALOGUE:
         return True
-    return kim_item_type(KIM_CATALOGUE.get(name, name)) == "portableModel"
+    try:
+        return kim_item_type(KIM_CATALOGUE.get(name, name)) == "portableModel"
+    except EIPNotInstalled:  # no KIM API at all: every KIM model is missing
+        return False
 
 
 def resolve(name: str) -> EIP:
