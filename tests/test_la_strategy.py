@@ -114,7 +114,8 @@ def test_selection_never_holds_class_k_and_labels_are_eip_energies(searched):
 def test_outliers_are_graded_after_training_with_the_pool_energies_that_exist(searched):
     la = json.loads((searched / "results.json").read_text())["la"]
     outliers = la["outliers"]
-    selected = [int(row["index"]) for row in csv.DictReader(open(searched / "la" / "selection.csv"))]
+    with open(searched / "la" / "selection.csv") as handle:
+        selected = [int(row["index"]) for row in csv.DictReader(handle)]
     with_energy = set(protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"][1::2].tolist())
     assert outliers["num_graded"] == len(with_energy.intersection(selected))
     assert sum(outliers["by_severity"].values()) == outliers["num_outliers"] == sum(outliers["by_eip"].values())
