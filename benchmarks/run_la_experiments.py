@@ -28,6 +28,7 @@ import numpy as np
 
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
+from eipnn_training.strategies.label_augmentation.errors import NothingSelected
 
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
 ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
@@ -44,10 +45,16 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
     folder = runs_dir / name
     if (folder / "results.json").exists():
         return json.loads((folder / "results.json").read_text())
+    if (folder / "nothing_selected.txt").exists():
+        return {}
     config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
     started = (folder / "checkpoints").exists() and any((folder / "checkpoints").rglob("*.pt"))
     print(f"== {name} ({'resume' if started else 'start'})", flush=True)
-    return train(config, resume=started)
+    try:
+        return train(config, resume=started)
+    except NothingSelected as error:  # e.g. raw energies: every train class is K
+        (folder / "nothing_selected.txt").write_text(str(error) + "\n")
+        return {}
 
 
 def mean_std(values: list[float]) -> str:
@@ -92,7 +99,9 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
     for suffix in ["la"] + list(ABLATIONS):
         name = f"{prefix}la_s1" if suffix == "la" else f"{prefix}la_s1_{suffix}"
         result = read(runs_dir, name)
-        if result:
+        if (runs_dir / name / "nothing_selected.txt").exists():
+            lines.append(f"| {suffix} | 0 (nothing selected: LA = baseline) | | |")
+        elif result:
             lines.append(f"| {suffix} | {result['la']['num_selected']} | {result['test_config_mae_ev']:.4f} "
                          f"| {result['test_atom_mae_ev_per_atom']:.4f} |")
     return "\n".join(lines + [END]) + "\n"
