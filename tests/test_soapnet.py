@@ -205,6 +205,39 @@ def test_nve_energy_drift(sw_soapnet):
     assert 150 < np.mean(temperatures[50:]) < 450  # a crystal that vibrates, not one that explodes
 
 
+
+def nve_drift_of_random_model(path: Path, smooth_cutoff: bool, steps: int) -> float:
+    """Max |E_total - E_total(0)| (eV/atom) of 64 atoms in a random SOAPNet, where atoms
+    wander and pairs keep crossing the cutoff (unlike a crystal at 300 K)."""
+    torch.manual_seed(0)
+    spec = ModelSpec("soapnet", ["Si"], 5.0, dict(SMALL_SOAPNET, smooth_cutoff=smooth_cutoff))
+    potential = build_potential(spec).double()
+    cell = bulk("Si", "diamond", 5.431, cubic=True)
+    cell.rattle(0.2, seed=0)
+    cell.calc = SinglePointCalculator(cell, energy=0.0, forces=np.zeros((8, 3)))
+    standardize_on(potential, batched([cell], 5.0))
+    potential.scale.fill_(5.0)  # forces of a few tenths of eV/Å
+    export_model(potential, spec, path)
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=1000, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    atoms.calc = EIPNNCalculator(path, skin=1.0)
+    totals = []
+    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dyn.attach(lambda: totals.append(atoms.get_total_energy()), 5)
+    dyn.run(steps)
+    totals = np.array(totals) / len(atoms)
+    return float(np.abs(totals - totals[0]).max())
+
+
+def test_smooth_cutoff_conserves_energy_where_a_hard_one_does_not(tmp_path):
+    # dscribe-style features truncated at the cutoff jump when a pair crosses it.
+    smooth = nve_drift_of_random_model(tmp_path / "smooth.pt", smooth_cutoff=True, steps=200)
+    hard = nve_drift_of_random_model(tmp_path / "hard.pt", smooth_cutoff=False, steps=200)
+    assert smooth < 1e-4  # eV/atom
+    assert hard > 100 * smooth
+
+
 def test_kim_portable_model_equals_eipnn_calculator(sw_soapnet, tmp_path, monkeypatch):
     # The same file through the KIM API (ghost atoms as particles, no shifts) and ASE.
     pytest.importorskip("kimpy")
