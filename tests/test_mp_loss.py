@@ -54,4 +54,4 @@ def test_rows_of_another_kind_and_empty_batches_add_nothing():
     assert float(loss.detach()) == 0.0
     loss.backward()  # still part of the graph: a batch without EIP entries is not an error
     none_present = _batch(np.array([[NAN, NAN]]))
-    assert float(multitask_mse(predicted, none_present)) == 0.0
+    assert float(multitask_mse(predicted, none_present).detach()) == 0.0

@@ -17,9 +17,7 @@ from eipnn_training.eip import label
 from eipnn_training.strategies.multitask import initializer, pretrain, representation_hash
 from eipnn_training.strategies.multitask.cache import PretrainCacheError
 from eipnn_training.strategies.multitask.finetune import (
-    MPLANotAvailable,
     PretrainMismatch,
-    label_augmentation_trainer,
     load_representation,
 )
 from eipnn_training.strategies.multitask.targets import eip_rows
@@ -134,18 +132,16 @@ def test_pretrained_weights_of_another_model_are_refused(workspace):
         load_representation(potential, pretrained)
 
 
-def test_mp_la_needs_the_label_augmentation_trainer():
-    try:
-        from eipnn_training.strategies.label_augmentation import run_label_augmentation
-    except ImportError:
-        run_label_augmentation = None
-    import inspect
-
-    if run_label_augmentation is not None and "initialize" in inspect.signature(run_label_augmentation).parameters:
-        assert label_augmentation_trainer() is run_label_augmentation
-    else:
-        with pytest.raises(MPLANotAvailable, match="mp\\+la.*run_label_augmentation"):
-            label_augmentation_trainer()
+def test_mp_la_fine_tunes_la_from_the_same_stored_pretraining(workspace):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        results = train(_config(workspace, name="mp_la", strategy="mp+la",
+                                la={"eips": PRETRAIN_EIPS, "classifier_epochs": 1, "alpha": 1.0,
+                                    "threshold_ev_per_atom": 1.0}))
+    mp = workspace["results"]
+    assert results["pretrain_reused"] and results["pretrained_dir"] == mp["pretrained_dir"]
+    assert results["finetune_start_hash"] == mp["pretrained_representation_hash"]
+    assert results["la"]["num_selected"] > 0 and np.isfinite(results["test_config_mae_ev"])
 
 
 def test_pretrain_settings_are_validated(tmp_path):

@@ -4,24 +4,20 @@ the label-augmentation trainer (``mp+la``)."""
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Any, Callable
 
 import torch
 
-from ...config import ConfigError, RunConfig
+from ...config import RunConfig
 from ...models.potential import Potential
 from ...runs import RunFolder
 from ..baseline import run_baseline
+from ..label_augmentation import run_label_augmentation
 from .pretrain import Pretrained, pretrain
 
 
 class PretrainMismatch(ValueError):
     """The pretrained weights do not fit the model being fine-tuned."""
-
-
-class MPLANotAvailable(ConfigError):
-    """Strategy ``mp+la`` needs the label-augmentation trainer, which is missing."""
 
 
 def representation_hash(state: dict[str, torch.Tensor]) -> str:
@@ -87,29 +83,11 @@ def run_mp(config: RunConfig, run: RunFolder, resume: bool = False, **hooks: Any
     return _finish(run, results, pretrained, record)
 
 
-def label_augmentation_trainer() -> Callable[..., dict[str, Any]]:
-    """LA's strategy function, which must take ``initialize`` like the baseline does."""
-    try:
-        from ..label_augmentation import run_label_augmentation
-    except ImportError as error:
-        raise MPLANotAvailable(
-            "strategy 'mp+la' needs run_label_augmentation in "
-            "training/strategies/label_augmentation (issue 5), which is not there yet "
-            f"({error}); use strategy: mp or la until it is"
-        ) from error
-    if "initialize" not in inspect.signature(run_label_augmentation).parameters:
-        raise MPLANotAvailable(
-            "strategy 'mp+la' needs run_label_augmentation(config, run, resume, initialize=...) "
-            "to start its potential from pretrained weights; it has no 'initialize' parameter yet"
-        )
-    return run_label_augmentation
-
-
 def run_mp_la(config: RunConfig, run: RunFolder, resume: bool = False, **hooks: Any) -> dict[str, Any]:
     """Strategy ``mp+la``: pretrain (or reuse), then LA's trainer on the augmented training
     set from the pretrained representation (the LA classifier itself starts from scratch)."""
-    trainer = label_augmentation_trainer()  # before pretraining: fail fast
     pretrained = pretrain(config)
     record: dict[str, Any] = {}
-    results = trainer(config, run, resume=resume, initialize=initializer(pretrained, record), **hooks)
+    results = run_label_augmentation(config, run, resume=resume,
+                                     initialize=initializer(pretrained, record), **hooks)
     return _finish(run, results, pretrained, record)
