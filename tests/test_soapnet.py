@@ -139,6 +139,33 @@ def test_standardization_whitens_training_descriptors():
 def test_standardization_rejects_wrong_width():
     with pytest.raises(ValueError, match=r"descriptors must be \[atoms, 50\], got \[5, 252\]"):
         SOAPNet(1, 5.0, **SMALL_SOAPNET).fit_standardization(torch.zeros(5, 252))
+    with pytest.raises(ValueError, match="needs the descriptors of at least 2 atoms"):
+        SOAPNet(1, 5.0, **SMALL_SOAPNET).fit_standardization(torch.zeros(1, 50))
+
+
+def test_first_training_batch_standardizes_once():
+    # Any trainer gets standardised inputs: the first call in training mode sets them.
+    potential = build_potential(ModelSpec("soapnet", ["Si"], 5.0, dict(SMALL_SOAPNET))).double()
+    soapnet = potential.representation
+    first, second = (bulk("Si", "diamond", 5.431, cubic=True) for _ in range(2))
+    first.rattle(0.2, seed=1)
+    second.rattle(0.3, seed=2)
+
+    def call(atoms: Atoms) -> None:
+        edge_index, shifts = build_edges(atoms, 5.0)
+        potential.atomic_energies(torch.tensor(atoms.positions), torch.zeros(8, dtype=torch.int64),
+                                  torch.tensor(edge_index), torch.tensor(shifts))
+
+    potential.eval()
+    call(first)
+    assert not bool(soapnet.standardized) and float(soapnet.feature_std.min()) == 1.0
+    potential.train()
+    call(first)
+    mean, std = soapnet.feature_mean.clone(), soapnet.feature_std.clone()
+    assert bool(soapnet.standardized) and not torch.equal(std, torch.ones_like(std))
+    call(second)
+    assert torch.equal(soapnet.feature_mean, mean) and torch.equal(soapnet.feature_std, std)
+    assert bool(potential.state_dict()["representation.standardized"])
 
 
 def test_dscribe_mode_potential_sees_dscribe_features():

@@ -12,8 +12,9 @@ from torch import nn
 from .layers import mlp
 from .soap import SOAP
 
-# Standard deviations below this (features that never vary in the data) are not divided by.
-MIN_FEATURE_STD = 1e-6
+# Standard deviations are floored at this fraction of the largest one: a feature (nearly)
+# constant in the fitting atoms must not be blown up when it varies later.
+RELATIVE_STD_FLOOR = 1e-4
 
 
 class SOAPNet(nn.Module):
@@ -59,21 +60,33 @@ class SOAPNet(nn.Module):
         self.num_layers = 1
         self.num_features = num_features
         self.dense = mlp([self.soap.num_features] + [num_features] * num_dense, activate_last=True)
-        # SOAP features span many orders of magnitude; the MLP sees (p - mean) / std, with
-        # statistics set once from training data by ``fit_standardization`` (identity until).
+        # SOAP features span many orders of magnitude (1e-9 .. 1e3 on Si): the MLP sees
+        # (p - mean) / std. The statistics come from ``fit_standardization`` or, if it was not
+        # called, from the first batch seen in training mode (a data-dependent init, so any
+        # trainer gets a standardised SOAPNet); they are buffers, saved with the weights.
         self.register_buffer("feature_mean", torch.zeros(self.soap.num_features))
         self.register_buffer("feature_std", torch.ones(self.soap.num_features))
+        self.register_buffer("standardized", torch.tensor(False))
+        self.relative_std_floor = RELATIVE_STD_FLOOR
 
-    @torch.jit.unused
     def fit_standardization(self, descriptors: torch.Tensor) -> None:
         """Set the input standardisation from SOAP features [M, num_soap] of training atoms."""
         if descriptors.dim() != 2 or descriptors.shape[1] != self.soap.num_features:
             raise ValueError(
                 f"descriptors must be [atoms, {self.soap.num_features}], got {list(descriptors.shape)}"
             )
-        descriptors = descriptors.detach().to(self.feature_mean)
-        self.feature_mean.copy_(descriptors.mean(dim=0))
-        self.feature_std.copy_(descriptors.std(dim=0, unbiased=False).clamp_min(MIN_FEATURE_STD))
+        if descriptors.shape[0] < 2:
+            raise ValueError("fit_standardization needs the descriptors of at least 2 atoms")
+        self._set_statistics(descriptors)
+
+    def _set_statistics(self, descriptors: torch.Tensor) -> None:
+        with torch.no_grad():
+            descriptors = descriptors.detach().to(self.feature_mean.dtype)
+            std = descriptors.std(dim=0, unbiased=False)
+            floor = torch.clamp(std.max() * self.relative_std_floor, min=1e-12)
+            self.feature_mean.copy_(descriptors.mean(dim=0))
+            self.feature_std.copy_(torch.maximum(std, floor))
+            self.standardized.fill_(True)
 
     def forward(
         self,
@@ -83,4 +96,6 @@ class SOAPNet(nn.Module):
         lengths: torch.Tensor,
     ) -> torch.Tensor:
         descriptors = self.soap(species, edge_index, vectors, lengths)  # [N, num_soap]
+        if self.training and not bool(self.standardized) and descriptors.shape[0] > 1:
+            self._set_statistics(descriptors)
         return self.dense((descriptors - self.feature_mean) / self.feature_std)  # [N, F]
