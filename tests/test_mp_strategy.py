@@ -108,6 +108,31 @@ def test_same_pretraining_is_reused_and_a_different_one_is_not(workspace):
     assert not other.reused and str(other.folder) != first
 
 
+class Crash(RuntimeError):
+    pass
+
+
+def test_interrupted_pretraining_continues_to_the_uninterrupted_weights(workspace, tmp_path):
+    def crash_in_epoch_2(epoch: int, step: int) -> None:
+        if epoch == 1 and step == 0:
+            raise Crash("killed")
+
+    settings = {"epochs": 3, "batch_size": 16}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        whole = pretrain(_config(workspace, pretrain={**settings, "checkpoint_dir": str(tmp_path / "a")}))
+        config = _config(workspace, pretrain={**settings, "checkpoint_dir": str(tmp_path / "b")})
+        with pytest.raises(Crash):
+            pretrain(config, on_batch_end=crash_in_epoch_2)
+        epochs_run = set()
+        resumed = pretrain(config, on_batch_end=lambda epoch, step: epochs_run.add(epoch))
+    assert epochs_run == {1, 2}  # continued after the finished epoch, not started again
+    assert not resumed.reused and resumed.results["best_epoch"] == whole.results["best_epoch"]
+    assert len((resumed.folder / "metrics.csv").read_text().splitlines()) == 1 + 3
+    for name, value in whole.state.items():
+        assert torch.equal(resumed.state[name], value), name
+
+
 def test_a_folder_holding_another_pretraining_is_refused(workspace):
     folder = workspace["results"]["pretrained_dir"]
     key_file = os.path.join(folder, "key.yaml")

@@ -45,7 +45,7 @@ def pretrain_settings(config: RunConfig) -> FitSettings:
     )
 
 
-def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: PretrainFolder) -> dict[str, Any]:
+def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: PretrainFolder, **hooks: Any) -> dict[str, Any]:
     """Label, fit, and return the payload of ``pretrained.pt``."""
     started = time.perf_counter()
     p = config.pretrain
@@ -58,7 +58,7 @@ def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: Pretr
     train = data.loader(pool_rows, p.batch_size, shuffle=True, seed=config.seed)
     val = data.loader(val_rows, config.train.eval_batch_size)
     result = fit(potential, train, val, pretrain_settings(config), folder.checkpoints,
-                 resume=folder.started, on_epoch_end=folder.write_metrics)
+                 resume=folder.started, on_epoch_end=folder.write_metrics, **hooks)
     folder.write_metrics(result.history)
     epoch_seconds = [row["seconds"] for row in result.history]
     results = {
@@ -77,9 +77,9 @@ def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: Pretr
             "results": results, "key": folder.key}
 
 
-def pretrain(config: RunConfig, data: TrainingData | None = None) -> Pretrained:
+def pretrain(config: RunConfig, data: TrainingData | None = None, **hooks: Any) -> Pretrained:
     """The pretraining ``config`` asks for: loaded when it was done before (same key),
-    otherwise trained (or continued after a kill) and stored."""
+    otherwise trained (or continued after a kill) and stored. ``hooks`` go to the loop."""
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     data = data or prepare_data(config)
@@ -90,7 +90,7 @@ def pretrain(config: RunConfig, data: TrainingData | None = None) -> Pretrained:
         reused = folder.done
         if not reused:
             folder.write_config(config)
-            folder.save(_train(config, data, spec, folder))
+            folder.save(_train(config, data, spec, folder, **hooks))
         payload = folder.load()
     return Pretrained(folder.path, ModelSpec(**payload["spec"]), payload["eip_names"],
                       payload["state"], payload["results"], reused)
