@@ -68,7 +68,6 @@ def run_baseline(
         "dataset": data.split.dataset.name, "geometry_hash": data.split.dataset.geometry_hash(),
         "best_epoch": result.best_epoch,
     }
-    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
     run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev,
                           predictions.predicted_ev)
     parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
@@ -90,5 +89,8 @@ def run_baseline(
         "model_path": str(run.model),
     }
     run.write_results(results)
+    # Exported last: if scripting fails (say, a model source edited under a long run), the
+    # metrics and checkpoints are already on disk and `--resume` redoes only this tail.
+    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
     return results
 
