@@ -47,6 +47,13 @@ def workspace(tmp_path_factory):
     """The dataset (half of the pool written WITHOUT energies: LA must not need them) and
     a private cache (graphs, label store)."""
     root = tmp_path_factory.mktemp("la")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # the KIM API appends its error log to ./kim.log
+        patch.setenv("EIPNN_CACHE", str(root / "cache"))
+        yield make_workspace(root)
+
+
+def make_workspace(root):
     configurations = sw_configurations()
     pool = protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"]
     for index in pool[::2]:
@@ -61,9 +68,7 @@ def workspace(tmp_path_factory):
         "train: {epochs: 3, batch_size: 8, lr: 5.0e-3, lr_final: 5.0e-4}\n"
         f"la: {{eips: {EIPS}, classifier_epochs: 3, classifier_lr: 5.0e-3, alpha: 1.0}}\n"
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EIPNN_CACHE", str(root / "cache"))
-        yield root
+    return root
 
 
 @pytest.fixture(scope="module")
