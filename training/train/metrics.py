@@ -33,17 +33,20 @@ class Predictions:
 
 def predict(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> Predictions:
     """Energies of every row of ``loader`` (in order), without gradients."""
+    if loader.shuffle:
+        raise ValueError("predict needs an unshuffled loader (rows come back in loader order)")
     was_training = potential.training
     potential.eval()
     parts = []
     with torch.no_grad():
         for batch in loader.epoch(0):
             batch = batch.to(device, dtype)
-            energies = batch_energies(potential, batch)[:, 0]
-            parts.append((batch.rows, energies, batch.targets[:, 0], batch.num_atoms))
+            parts.append((batch_energies(potential, batch)[:, 0], batch.num_atoms))
     potential.train(was_training)
-    joined = [torch.cat([p[k] for p in parts]).cpu().double().numpy() for k in range(4)]
-    return Predictions(joined[0].astype(np.int64), joined[1], joined[2], joined[3])
+    predicted, num_atoms = [torch.cat([p[k] for p in parts]).cpu().double().numpy() for k in range(2)]
+    # Targets from the rows themselves (float64), not from the batch cast to the model dtype.
+    rows = loader.rows
+    return Predictions(rows.indices.astype(np.int64), predicted, rows.targets[:, 0].copy(), num_atoms)
 
 
 def energy_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
