@@ -33,6 +33,7 @@ setup(
             "eipnn-export=eipnn_training.cli.export:main",
             "eipnn-export-kim=eipnn_calc.kim.exporter:main",
             "eipnn-maps=eipnn_training.cli.maps:main",
+            "eipnn-la-alpha=eipnn_training.cli.alpha_search:main",
         ]
     },
 )
