@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from ase.build import bulk
 from ase.io import write
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase import units
 
@@ -65,33 +66,45 @@ def make_model(path: Path, features: int, interactions: int, cutoff_angstrom: fl
 
 def si_cell(num_atoms: int):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((CELLS_PER_SIDE[num_atoms],) * 3)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     return atoms
 
 
-def ase_seconds_per_step(atoms, model: Path, steps: int) -> float:
+def ase_seconds_per_step(atoms, model: Path, steps: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per velocity-Verlet step with EIPNNCalculator."""
     atoms = atoms.copy()
     atoms.calc = EIPNNCalculator(model)
     dynamics = VelocityVerlet(atoms, timestep=TIMESTEP_PS * 1000 * units.fs)
     dynamics.run(2)  # warm-up: TorchScript profiling runs, first neighbour list
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     dynamics.run(steps)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
-def lammps_seconds_per_step(atoms, model_name: str, steps: int, workdir: Path, env: dict) -> tuple[float, str]:
+def run_lammps(atoms, model_name: str, steps: int, workdir: Path, env: dict) -> tuple[float, float, str]:
+    """LAMMPS's loop time of the timed run (wall s), the process's CPU time (s), ghosts."""
     data = workdir / f"si_{len(atoms)}.data"
     write(data, atoms, format="lammps-data", specorder=["Si"], velocities=True, units="metal")
-    script = workdir / f"in.bench_{len(atoms)}"
+    script = workdir / f"in.bench_{len(atoms)}_{steps}"
     script.write_text(LAMMPS_INPUT.format(model=model_name, data=data, steps=steps, timestep_ps=TIMESTEP_PS))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(["lmp", "-in", str(script), "-log", "none"], cwd=workdir,
                             capture_output=True, text=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(result.stdout[-3000:] + result.stderr[-2000:])
-    loops = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps", result.stdout)
-    seconds, counted = float(loops[-1][0]), int(loops[-1][1])  # the last run: after warm-up
+    loop = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for \d+ steps", result.stdout)[-1]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     ghosts = re.findall(r"Nghost:\s+(\d+)", result.stdout)
-    return seconds / counted, (ghosts[-1] if ghosts else "?")
+    return float(loop), cpu, (ghosts[-1] if ghosts else "?")
+
+
+def lammps_seconds_per_step(atoms, model_name: str, steps: int, workdir: Path, env: dict) -> tuple[float, float, str]:
+    """(wall, CPU) seconds per step; CPU from two runs of different length, so start-up
+    (libtorch, model load, warm-up) cancels. CPU time is the steadier number on a busy host."""
+    wall, cpu_long, ghosts = run_lammps(atoms, model_name, 2 * steps, workdir, env)
+    _, cpu_short, _ = run_lammps(atoms, model_name, steps, workdir, env)
+    return wall / (2 * steps), (cpu_long - cpu_short) / steps, ghosts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,10 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for size in args.sizes:
         atoms = si_cell(size)
-        ase_step = ase_seconds_per_step(atoms, model, args.steps)
-        kim_step, ghosts = lammps_seconds_per_step(atoms, model_name, args.steps, workdir, env)
-        row = {"atoms": size, "lammps_ghosts": ghosts, "ase_ms_per_step": 1e3 * ase_step,
-               "lammps_kim_ms_per_step": 1e3 * kim_step, "kim_over_ase": kim_step / ase_step}
+        ase_wall, ase_cpu = ase_seconds_per_step(atoms, model, args.steps)
+        kim_wall, kim_cpu, ghosts = lammps_seconds_per_step(atoms, model_name, args.steps, workdir, env)
+        row = {"atoms": size, "lammps_ghosts": ghosts,
+               "ase_wall_ms": round(1e3 * ase_wall, 1), "kim_wall_ms": round(1e3 * kim_wall, 1),
+               "ase_cpu_ms": round(1e3 * ase_cpu, 1), "kim_cpu_ms": round(1e3 * kim_cpu, 1),
+               "kim_over_ase_wall": round(kim_wall / ase_wall, 2),
+               "kim_over_ase_cpu": round(kim_cpu / ase_cpu, 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {"model": {"features": args.features, "interactions": args.interactions,

@@ -5,11 +5,11 @@
 // neighbour list with the model's cutoff (including lists of padding particles, which the
 // receptive field needs) and an influence distance of cutoff * layers, and evaluates the
 // model's scripted entry point on the receptive field of the contributing particles.
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
 
-#include "KIM_LogMacros.hpp"
 #include "KIM_ModelDriverHeaders.hpp"
 #include "parameter_file.hpp"
 #include "python_gil.hpp"

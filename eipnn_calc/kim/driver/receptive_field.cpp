@@ -32,7 +32,11 @@ std::int64_t NodeOf(int particle, ParticleArrays const & particles, std::vector<
 bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, int num_layers,
                      NeighborSource const & neighbors_of, ModelGraph * graph,
                      std::string * error) {
-  *graph = ModelGraph();
+  // clear(), not a fresh graph: the vectors keep their capacity from one MD step to the next.
+  for (auto * ints : {&graph->species, &graph->receivers, &graph->senders}) ints->clear();
+  graph->particle.clear();
+  graph->positions.clear();
+  graph->contributing.clear();
   double const cutoff_squared = cutoff_angstrom * cutoff_angstrom;
   std::vector<int> node_of(particles.count, -1);
   std::vector<int> frontier;
