@@ -38,7 +38,9 @@ def si_512(periodic: bool) -> Atoms:
     return atoms
 
 
-def best_seconds(work: Callable[[], object], repeats: int, synchronize: Callable[[], None]) -> float:
+def best_seconds(
+    work: Callable[[], object], repeats: int, synchronize: Callable[[], None]
+) -> float:
     work()  # warm-up (allocations, TorchScript profiling runs)
     synchronize()
     times = []
@@ -56,16 +58,21 @@ def dscribe_rows(repeats: int, centres: int) -> list[tuple[str, float]]:
     rows = []
     for periodic in (False, True):
         atoms = si_512(periodic)
-        soap = DscribeSOAP(species=["Si"], r_cut=R_CUT, n_max=N_MAX, l_max=L_MAX, sigma=SIGMA, periodic=periodic)
+        soap = DscribeSOAP(
+            species=["Si"], r_cut=R_CUT, n_max=N_MAX, l_max=L_MAX, sigma=SIGMA, periodic=periodic
+        )
         label = "periodic" if periodic else "open"
         create = best_seconds(lambda: soap.create(atoms), repeats, lambda: None)
         rows.append((f"dscribe create, {label}, 512 centres", create / len(atoms)))
         method = "numerical" if periodic else "analytical"
         subset = list(range(centres if not periodic else max(1, centres // 8)))
         derivatives = best_seconds(
-            lambda: soap.derivatives(atoms, centers=subset, method=method), max(1, repeats // 2), lambda: None
+            lambda: soap.derivatives(atoms, centers=subset, method=method),
+            max(1, repeats // 2),
+            lambda: None,
         )
-        rows.append((f"dscribe create+derivatives ({method}), {label}, {len(subset)} centres", derivatives / len(subset)))
+        name = f"dscribe create+derivatives ({method}), {label}, {len(subset)} centres"
+        rows.append((name, derivatives / len(subset)))
     return rows
 
 
@@ -80,7 +87,8 @@ def torch_rows(device: torch.device, dtype: torch.dtype, repeats: int) -> list[t
         ("smooth 5 Å", R_CUT, True),
     ):
         soap = torch.jit.script(
-            SOAP(1, R_CUT, N_MAX, L_MAX, SIGMA, cutoff_angstrom=cutoff, smooth_cutoff=smooth).to(device, dtype)
+            SOAP(1, R_CUT, N_MAX, L_MAX, SIGMA, cutoff_angstrom=cutoff, smooth_cutoff=smooth)
+            .to(device, dtype)
         )
         edge_index, shifts = build_edges(atoms, cutoff)
         edge_index = torch.tensor(edge_index, device=device)
@@ -99,15 +107,19 @@ def torch_rows(device: torch.device, dtype: torch.dtype, repeats: int) -> list[t
             return torch.autograd.grad((features @ weights).sum(), moving)[0]
 
         with torch.no_grad():
-            rows.append((f"ours SOAP, {label}, {name}", best_seconds(descriptor, repeats, synchronize) / len(atoms)))
-        rows.append((f"ours SOAP+forces, {label}, {name}", best_seconds(with_forces, repeats, synchronize) / len(atoms)))
-    rows.append((f"ours SOAPNet energy+forces+virial, smooth 5 Å, {name}", soapnet_seconds(atoms, device, dtype, repeats) / len(atoms)))
+            seconds = best_seconds(descriptor, repeats, synchronize)
+            rows.append((f"ours SOAP, {label}, {name}", seconds / len(atoms)))
+        seconds = best_seconds(with_forces, repeats, synchronize)
+        rows.append((f"ours SOAP+forces, {label}, {name}", seconds / len(atoms)))
+    seconds = soapnet_seconds(atoms, device, dtype, repeats)
+    rows.append((f"ours SOAPNet energy+forces+virial, smooth 5 Å, {name}", seconds / len(atoms)))
     return rows
 
 
 def soapnet_seconds(atoms: Atoms, device: torch.device, dtype: torch.dtype, repeats: int) -> float:
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    potential = torch.jit.script(build_potential(ModelSpec("soapnet", ["Si"], R_CUT)).to(device, dtype))
+    potential = build_potential(ModelSpec("soapnet", ["Si"], R_CUT)).to(device, dtype)
+    potential = torch.jit.script(potential)
     edge_index, shifts = build_edges(atoms, R_CUT)
     arguments = (
         torch.zeros(len(atoms), dtype=torch.int64, device=device),
@@ -124,7 +136,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--centres", type=int, default=32, help="dscribe derivative centres (Jacobian memory)")
+    parser.add_argument(
+        "--centres", type=int, default=32, help="dscribe derivative centres (Jacobian memory)"
+    )
     parser.add_argument("--skip-dscribe", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -132,8 +146,8 @@ def main() -> None:
     rows = [] if args.skip_dscribe else dscribe_rows(args.repeats, args.centres)
     for dtype in (torch.float64, torch.float32):
         rows += torch_rows(device, dtype, args.repeats)
-    print(f"512-atom Si, r_cut {R_CUT} Å, n_max {N_MAX}, l_max {L_MAX}, sigma {SIGMA} Å; device {device}, "
-          f"{args.threads} threads; best of {args.repeats}")
+    print(f"512-atom Si, r_cut {R_CUT} Å, n_max {N_MAX}, l_max {L_MAX}, sigma {SIGMA} Å; "
+          f"device {device}, {args.threads} threads; best of {args.repeats}")
     for label, seconds in rows:
         print(f"{label:<70s} {seconds * 1e6:10.1f} µs/atom")
 

@@ -34,7 +34,8 @@ def edges_of(atoms: Atoms, species: list[str], cutoff: float, dtype=torch.float6
     edge_index, shifts = build_edges(atoms, cutoff)
     positions = torch.tensor(atoms.positions, dtype=dtype)
     edge_index = torch.tensor(edge_index)
-    vectors = positions[edge_index[1]] - positions[edge_index[0]] + torch.tensor(shifts, dtype=dtype)
+    shifts = torch.tensor(shifts, dtype=dtype)
+    vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts
     kinds = torch.tensor([species.index(s) for s in atoms.get_chemical_symbols()])
     return kinds, edge_index, vectors
 
@@ -48,8 +49,10 @@ def ours_like_dscribe(atoms: Atoms, species: list[str]) -> np.ndarray:
 
 
 def dscribe_features(atoms: Atoms, species: list[str]) -> np.ndarray:
-    reference = DscribeSOAP(species=species, r_cut=PAPER["r_cut"], n_max=PAPER["n_max"],
-                            l_max=PAPER["l_max"], sigma=PAPER["sigma"], periodic=bool(atoms.pbc.any()))
+    reference = DscribeSOAP(
+        species=species, r_cut=PAPER["r_cut"], n_max=PAPER["n_max"], l_max=PAPER["l_max"],
+        sigma=PAPER["sigma"], periodic=bool(atoms.pbc.any()),
+    )
     return reference.create(atoms)
 
 
@@ -100,7 +103,8 @@ def test_features_equal_dscribe(atoms, species):
 
 def test_paper_settings_give_252_features():
     assert SOAP(1, 5.0).num_features == 252
-    assert SOAP(2, 5.0).num_features == DscribeSOAP(species=["Ag", "Au"], r_cut=5.0, n_max=8, l_max=6).get_number_of_features()
+    reference = DscribeSOAP(species=["Ag", "Au"], r_cut=5.0, n_max=8, l_max=6)
+    assert SOAP(2, 5.0).num_features == reference.get_number_of_features()
 
 
 def test_gto_basis_is_orthonormal():
@@ -134,7 +138,8 @@ def test_gradients_match_finite_differences():
     kinds = torch.zeros(len(atoms), dtype=torch.int64)
 
     # Two random projections of all features: gradcheck's cost grows with the outputs.
-    projection = torch.randn(soap.num_features, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    projection = torch.randn(soap.num_features, 2, generator=generator, dtype=torch.float64)
 
     def features(positions: torch.Tensor) -> torch.Tensor:
         vectors = positions[edge_index[1]] - positions[edge_index[0]]
@@ -146,7 +151,8 @@ def test_gradients_match_finite_differences():
 
 def test_rotation_invariance():
     atoms = random_si_cell(7)
-    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    generator = torch.Generator().manual_seed(0)
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))[0]
     soap = SOAP(1, 5.0).double()
     kinds, edge_index, vectors = edges_of(atoms, ["Si"], 5.0)
     turned = vectors @ rotation.T
@@ -188,7 +194,10 @@ def test_edge_order_and_batching_do_not_matter():
     # Training batches concatenate graphs and the KIM path may list edges in any order.
     first, second = random_si_cell(10), random_si_cluster(11)
     soap = SOAP(1, 5.0, n_max=4, l_max=3).double()
-    single = [soap(*edges_of(atoms, ["Si"], 5.0)[:2], *_vectors_and_lengths(atoms)) for atoms in (first, second)]
+    single = [
+        soap(*edges_of(atoms, ["Si"], 5.0)[:2], *_vectors_and_lengths(atoms))
+        for atoms in (first, second)
+    ]
     kinds_a, edges_a, vectors_a = edges_of(first, ["Si"], 5.0)
     kinds_b, edges_b, vectors_b = edges_of(second, ["Si"], 5.0)
     kinds = torch.cat([kinds_a, kinds_b])

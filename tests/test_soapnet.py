@@ -42,7 +42,8 @@ def sw_labelled(count: int, seed: int) -> list[Atoms]:
     labelled = []
     for k in range(count):
         atoms = bulk("Si", "diamond", 5.431, cubic=True)
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.03, (3, 3))), scale_atoms=True)
+        strain = np.eye(3) + rng.normal(0, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
         atoms.positions += rng.normal(0, 0.05 + 0.3 * k / (count - 1), atoms.positions.shape)
         atoms.calc = calculator
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
@@ -52,7 +53,8 @@ def sw_labelled(count: int, seed: int) -> list[Atoms]:
 
 
 def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
-    parts: dict[str, list[np.ndarray]] = {"positions": [], "edge_index": [], "edge_shift": [], "batch": []}
+    keys = ("positions", "edge_index", "edge_shift", "batch")
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     offset = 0
     for k, atoms in enumerate(configurations):
         edge_index, edge_shift = build_edges(atoms, cutoff)
@@ -73,8 +75,11 @@ def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tenso
 
 def standardize_on(potential, data: dict[str, torch.Tensor]) -> None:
     species = torch.zeros_like(data["batch"])
-    edge_index, vectors, lengths = potential.edge_geometry(data["positions"], data["edge_index"], data["edge_shift"])
-    potential.representation.fit_standardization(potential.representation.soap(species, edge_index, vectors, lengths))
+    edge_index, vectors, lengths = potential.edge_geometry(
+        data["positions"], data["edge_index"], data["edge_shift"]
+    )
+    soapnet = potential.representation
+    soapnet.fit_standardization(soapnet.soap(species, edge_index, vectors, lengths))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -100,10 +105,13 @@ def sw_soapnet(tmp_path_factory) -> Path:
     optimizer = torch.optim.Adam(potential.parameters(), lr=3e-3)
     for _ in range(300):
         optimizer.zero_grad()
-        atomic = potential.atomic_energies(data["positions"], species, data["edge_index"], data["edge_shift"])
+        atomic = potential.atomic_energies(
+            data["positions"], species, data["edge_index"], data["edge_shift"]
+        )
         energy = scatter_sum(atomic[:, 0], data["batch"], len(data["energy"]))
         forces = -torch.autograd.grad(energy.sum(), data["positions"], create_graph=True)[0]
-        loss = ((energy - data["energy"]) ** 2).mean() / 64 + ((forces - data["forces"]) ** 2).mean()
+        loss = ((energy - data["energy"]) ** 2).mean() / 64
+        loss = loss + ((forces - data["forces"]) ** 2).mean()
         loss.backward()
         optimizer.step()
     path = tmp_path_factory.mktemp("soapnet") / "sw_soapnet.pt"
@@ -128,12 +136,14 @@ def test_standardization_whitens_training_descriptors():
     edge_index, shifts = build_edges(atoms, 5.0)
     positions, edge_index = torch.tensor(atoms.positions), torch.tensor(edge_index)
     vectors = positions[edge_index[1]] - positions[edge_index[0]] + torch.tensor(shifts)
-    descriptors = soapnet.soap(torch.zeros(8, dtype=torch.int64), edge_index, vectors, vectors.norm(dim=1))
+    species = torch.zeros(8, dtype=torch.int64)
+    descriptors = soapnet.soap(species, edge_index, vectors, vectors.norm(dim=1))
     soapnet.fit_standardization(descriptors)
     whitened = (descriptors - soapnet.feature_mean) / soapnet.feature_std
     varying = descriptors.std(dim=0) > 1e-3 * descriptors.abs().max()
-    torch.testing.assert_close(whitened[:, varying].mean(dim=0), torch.zeros(int(varying.sum()), dtype=torch.float64))
-    torch.testing.assert_close(whitened[:, varying].std(dim=0, unbiased=False), torch.ones(int(varying.sum()), dtype=torch.float64))
+    kept = whitened[:, varying]
+    torch.testing.assert_close(kept.mean(dim=0), torch.zeros_like(kept[0]))
+    torch.testing.assert_close(kept.std(dim=0, unbiased=False), torch.ones_like(kept[0]))
 
 
 def test_standardization_rejects_wrong_width():
@@ -181,8 +191,10 @@ def test_dscribe_mode_potential_sees_dscribe_features():
         torch.tensor(atoms.positions), torch.tensor(edge_index), torch.tensor(shifts)
     )
     ours = potential.representation.soap(torch.zeros(2, dtype=torch.int64), edges, vectors, lengths)
-    reference = DscribeSOAP(species=["Si"], r_cut=5.0, n_max=8, l_max=6, sigma=1.0, periodic=True).create(atoms)
-    np.testing.assert_allclose(ours.detach().numpy(), reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+    dscribe = DscribeSOAP(species=["Si"], r_cut=5.0, n_max=8, l_max=6, sigma=1.0, periodic=True)
+    reference = dscribe.create(atoms)
+    atol = 1e-5 * np.abs(reference).max()
+    np.testing.assert_allclose(ours.detach().numpy(), reference, rtol=1e-5, atol=atol)
 
 
 def test_model_file_metadata(sw_soapnet):
@@ -225,7 +237,8 @@ def test_nve_energy_drift(sw_soapnet):
     atoms.calc = EIPNNCalculator(sw_soapnet, skin=1.0)
     totals, temperatures = [], []
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    dyn.attach(lambda: (totals.append(atoms.get_total_energy()), temperatures.append(atoms.get_temperature())), 10)
+    dyn.attach(lambda: totals.append(atoms.get_total_energy()), 10)
+    dyn.attach(lambda: temperatures.append(atoms.get_temperature()), 10)
     dyn.run(1000)  # 1 ps
     totals = np.array(totals) / len(atoms)
     assert np.abs(totals - totals[0]).max() < 1e-3  # eV/atom
@@ -276,15 +289,19 @@ def test_kim_portable_model_equals_eipnn_calculator(sw_soapnet, tmp_path, monkey
             monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)  # kim.log
     name = "eipnn_test_soapnet_Si"
-    assert exporter.main([str(sw_soapnet), name, "--output-dir", str(tmp_path / "packages"), "--install"]) == 0
+    arguments = [str(sw_soapnet), name, "--output-dir", str(tmp_path / "packages"), "--install"]
+    assert exporter.main(arguments) == 0
     atoms = bulk("Si", "diamond", 5.431, cubic=True)
     atoms.set_cell(atoms.cell.array @ np.diag([1.02, 0.99, 1.0]), scale_atoms=True)
     atoms.rattle(0.1, seed=5)
     reference, through_kim = atoms.copy(), atoms.copy()
     reference.calc = EIPNNCalculator(sw_soapnet)
     through_kim.calc = KIM(name)
-    assert through_kim.get_potential_energy() == pytest.approx(reference.get_potential_energy(), rel=1e-6)
+    energy = reference.get_potential_energy()
+    assert through_kim.get_potential_energy() == pytest.approx(energy, rel=1e-6)
     forces = reference.get_forces()
-    np.testing.assert_allclose(through_kim.get_forces(), forces, rtol=0, atol=1e-6 * np.abs(forces).max())
+    atol = 1e-6 * np.abs(forces).max()
+    np.testing.assert_allclose(through_kim.get_forces(), forces, rtol=0, atol=atol)
     stress = reference.get_stress()
-    np.testing.assert_allclose(through_kim.get_stress(), stress, rtol=0, atol=1e-6 * np.abs(stress).max())
+    atol = 1e-6 * np.abs(stress).max()
+    np.testing.assert_allclose(through_kim.get_stress(), stress, rtol=0, atol=atol)

@@ -7,8 +7,8 @@ What dscribe 2.x computes (``SOAP(rbf="gto")``), and so what this module compute
   g_nl(r) Y_lm(r_hat), with real spherical harmonics and the Löwdin-orthonormalised GTOs
   g_nl(r) = sum_k beta_nkl r^l exp(-alpha_kl r^2). The overlap integral over all space is
   analytic: c_nlm = pi^{3/2} sum_k b_lnk sum_j w_j exp(a_lk r_j^2) r_j^l Y_lm(r_hat_j), with
-  a_lk = -alpha_kl eta / (alpha_kl + eta), b_lnk = eta^{-3/2} beta_nkl (1 + alpha_kl/eta)^{-(l+3/2)},
-  eta = 1 / (2 sigma^2).
+  a_lk = -alpha_kl eta / (alpha_kl + eta),
+  b_lnk = eta^{-3/2} beta_nkl (1 + alpha_kl/eta)^{-(l+3/2)}, eta = 1 / (2 sigma^2).
 * p^{ZZ'}_{nn'l} = pi sqrt(8 / (2l + 1)) sum_m c^Z_nlm c^Z'_n'lm, ordered as dscribe orders
   it: species pairs Z <= Z' (in the model's species order), then l, then n, n' (n <= n' when
   Z == Z').
@@ -81,7 +81,8 @@ def _solid_harmonic_norms(l_max: int) -> list[float]:
     for l in range(l_max + 1):
         for m in range(-l, l + 1):
             a = abs(m)
-            value = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - a) / math.factorial(l + a))
+            ratio = math.factorial(l - a) / math.factorial(l + a)
+            value = math.sqrt((2 * l + 1) / (4 * math.pi) * ratio)
             norms.append(value * (math.sqrt(2.0) if m != 0 else 1.0))
     return norms
 
@@ -95,7 +96,8 @@ class RealSolidHarmonics(nn.Module):
     def __init__(self, l_max: int) -> None:
         super().__init__()
         self.l_max = l_max
-        self.register_buffer("norms", torch.tensor(_solid_harmonic_norms(l_max), dtype=torch.float64))
+        norms = torch.tensor(_solid_harmonic_norms(l_max), dtype=torch.float64)
+        self.register_buffer("norms", norms)
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
@@ -118,7 +120,8 @@ class RealSolidHarmonics(nn.Module):
             if m < self.l_max:
                 column.append((2 * m + 1) * z * column[0])
             for l in range(m + 2, self.l_max + 1):
-                column.append(((2 * l - 1) * z * column[l - m - 1] - (l + m - 1) * r2 * column[l - m - 2]) / (l - m))
+                previous, before = column[l - m - 1], column[l - m - 2]
+                column.append(((2 * l - 1) * z * previous - (l + m - 1) * r2 * before) / (l - m))
             legendre.append(column)
         out: list[torch.Tensor] = []
         for l in range(self.l_max + 1):
@@ -199,10 +202,12 @@ class SOAP(nn.Module):
         self.register_buffer("exponents", torch.tensor(exponents))
         self.register_buffer("coefficients_l", torch.tensor(coefficients))  # [L, N, K]
         # The centre's own Gaussian at r = 0 only has l = 0: c_n00 += b[0, n, :].sum() Y_00.
-        self.register_buffer("self_term", torch.tensor(coefficients[0].sum(axis=1) / math.sqrt(4 * math.pi)))
+        self_term = coefficients[0].sum(axis=1) / math.sqrt(4 * math.pi)
+        self.register_buffer("self_term", torch.tensor(self_term))
         prefactors = [math.pi * math.sqrt(8.0 / (2 * l + 1)) for l in range(l_max + 1)]
         self.register_buffer("prefactors", torch.tensor(prefactors))
-        self.register_buffer("feature_index", torch.tensor(_feature_index(self.num_species, n_max, l_max)))
+        feature_index = _feature_index(self.num_species, n_max, l_max)
+        self.register_buffer("feature_index", torch.tensor(feature_index))
 
     def coefficients(
         self,
@@ -216,10 +221,13 @@ class SOAP(nn.Module):
         num_atoms = species.shape[0]
         dtype = vectors.dtype
         weights = self.switch(lengths) if self.smooth_cutoff else torch.ones_like(lengths)
-        radial = torch.exp(lengths.unsqueeze(1).unsqueeze(2) ** 2 * self.exponents.to(dtype))  # [E, L, K]
-        radial = torch.einsum("elk,lnk->eln", radial, self.coefficients_l.to(dtype)) * weights.view(-1, 1, 1)
-        neighbour = torch.nn.functional.one_hot(species.index_select(0, edge_index[1]), self.num_species)
-        radial = (radial.unsqueeze(2) * neighbour.to(dtype).view(-1, 1, self.num_species, 1))  # [E, L, S, n]
+        squared = (lengths * lengths).view(-1, 1, 1)
+        radial = torch.exp(squared * self.exponents.to(dtype))  # [E, L, K]
+        radial = torch.einsum("elk,lnk->eln", radial, self.coefficients_l.to(dtype))
+        radial = radial * weights.view(-1, 1, 1)  # [E, L, n]
+        neighbour_species = species.index_select(0, edge_index[1])
+        neighbour = torch.nn.functional.one_hot(neighbour_species, self.num_species).to(dtype)
+        radial = radial.unsqueeze(2) * neighbour.view(-1, 1, self.num_species, 1)  # [E, L, S, n]
         angular = self.harmonics(vectors)  # [E, LM]
         # Neighbours laid out densely per centre, [N, M, ...]: then each c_l is one batched
         # matmul, and no [E, n, LM] outer product is ever stored (it dominated time/memory).
@@ -270,14 +278,16 @@ def dense_slots(receivers: torch.Tensor, num_atoms: int) -> Tuple[torch.Tensor, 
     width = int(counts.max()) if receivers.numel() > 0 else 0
     sorted_receivers, order = torch.sort(receivers, stable=True)
     starts = torch.cumsum(counts, 0) - counts
-    rank_sorted = torch.arange(receivers.numel(), device=receivers.device) - starts.index_select(0, sorted_receivers)
+    positions = torch.arange(receivers.numel(), device=receivers.device)
+    rank_sorted = positions - starts.index_select(0, sorted_receivers)
     rank = torch.empty_like(rank_sorted).index_copy_(0, order, rank_sorted)
     return receivers * width + rank, width
 
 
 def _densify(values: torch.Tensor, rows: torch.Tensor, num_atoms: int, width: int) -> torch.Tensor:
     """[E, D] per-edge values -> [num_atoms, width, D], zero where an atom has fewer edges."""
-    dense = torch.zeros((num_atoms * width, values.shape[1]), dtype=values.dtype, device=values.device)
+    size = (num_atoms * width, values.shape[1])
+    dense = torch.zeros(size, dtype=values.dtype, device=values.device)
     return dense.index_add(0, rows, values).view(num_atoms, width, values.shape[1])
 
 

@@ -73,7 +73,8 @@ class SOAPNet(nn.Module):
         """Set the input standardisation from SOAP features [M, num_soap] of training atoms."""
         if descriptors.dim() != 2 or descriptors.shape[1] != self.soap.num_features:
             raise ValueError(
-                f"descriptors must be [atoms, {self.soap.num_features}], got {list(descriptors.shape)}"
+                f"descriptors must be [atoms, {self.soap.num_features}], "
+                f"got {list(descriptors.shape)}"
             )
         if descriptors.shape[0] < 2:
             raise ValueError("fit_standardization needs the descriptors of at least 2 atoms")
