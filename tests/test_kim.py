@@ -35,6 +35,10 @@ from ase.calculators.kim import KIM  # noqa: E402  (needs kimpy)
 
 REPO = Path(__file__).resolve().parents[1]
 LAMMPS = shutil.which("lmp")
+MPIRUN = shutil.which("mpirun")
+# Open MPI refuses root (CI containers) and more ranks than it counts slots without these.
+MPI_ENVIRONMENT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                   "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 RELATIVE_TOLERANCE = 1e-6
 SI_LATTICE_ANGSTROM = 5.43
 
@@ -250,15 +254,16 @@ run 0
 
 
 def run_lammps(workdir: Path, model: str, atoms: Atoms, commands: str,
-               species: str = "Si") -> subprocess.CompletedProcess:
+               species: str = "Si", launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     data = workdir / "config.data"
     write(data, atoms, format="lammps-data", specorder=["Si"], velocities=True, units="metal")
     script = workdir / "in.kim"
     # ASE's mass for Si, so the two integrators move the same particles.
     setup = LAMMPS_SETUP.format(model=model, data=data, species=species, mass=atomic_masses[14])
     script.write_text(setup + commands)
-    return subprocess.run([LAMMPS, "-in", str(script), "-log", str(workdir / "log.lammps")],
-                          cwd=workdir, capture_output=True, text=True)
+    env = {**os.environ, **MPI_ENVIRONMENT} if launcher else None
+    return subprocess.run([*launcher, LAMMPS, "-in", str(script), "-log", str(workdir / "log.lammps")],
+                          cwd=workdir, capture_output=True, text=True, env=env)
 
 
 def thermo_table(output: str) -> np.ndarray:
@@ -335,6 +340,25 @@ def test_lammps_static_energies_forces_and_pressure(si_model, tmp_path):
     pe, *pressure_bar = map(float, row.group(1).split())
     assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
     # LAMMPS: pxx pyy pzz pyz pxz pxy = -stress (Voigt order), in bar.
+    expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
+    np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
+                               atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
+
+
+@pytest.mark.skipif(LAMMPS is None or MPIRUN is None, reason="LAMMPS or mpirun not installed")
+def test_lammps_domain_decomposition_gives_the_same_energy_and_pressure(si_model, tmp_path):
+    """Two MPI ranks: each rank's 10.9 Å domain is thinner than its 10 Å + skin ghost shell,
+    and atoms of the other rank arrive as padding particles."""
+    name, path = si_model
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True).repeat((4, 4, 4)),
+                    seed=10, strain=0)
+    result = run_lammps(tmp_path, name, atoms, LAMMPS_STATIC, launcher=(MPIRUN, "-np", "2"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"Loop time of .* on 2 procs", result.stdout)
+    reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "stress"])
+    row = re.search(r"^\s*0((?:\s+-?\d\.\d+e[+-]\d+){7})\s*$", result.stdout, re.M)
+    pe, *pressure_bar = map(float, row.group(1).split())
+    assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
     expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
     np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
                                atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
