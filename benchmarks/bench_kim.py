@@ -28,7 +28,7 @@ from ase.md.verlet import VelocityVerlet
 from ase import units
 
 from eipnn_calc.calculator import EIPNNCalculator
-from eipnn_calc.kim.isolated_collection import apply_environment, isolated_collection_environment
+from eipnn_calc.kim.collections import apply_environment, isolated_collection_environment
 from eipnn_calc.kim.portable_model import install_portable_model, write_portable_model
 
 REPO = Path(__file__).resolve().parents[1]

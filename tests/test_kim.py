@@ -27,7 +27,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_calc.kim import exporter
-from eipnn_calc.kim.isolated_collection import isolated_collection_environment
+from eipnn_calc.kim.collections import isolated_collection_environment
 from eipnn_calc.kim.portable_model import install_portable_model, write_portable_model
 
 pytest.importorskip("kimpy")
