@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libkim-api-dev openkim-models lammps cmake g++ pkg-config python3-venv)
+APT_PACKAGES=(libkim-api-dev openkim-models lammps cmake g++ pkg-config python3-venv xxd)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
