@@ -81,4 +81,5 @@ def test_bad_overrides_and_missing_file_fail(tmp_path):
 def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override, message):
     # A data path that does not exist: the name check must come first.
     with pytest.raises(ConfigError, match=message):
-        main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, f"runs_dir={tmp_path}"])
+        # A flag between overrides must parse too (argparse needs intermixed parsing).
+        main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, "--overwrite", f"runs_dir={tmp_path}"])

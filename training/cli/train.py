@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # flags may sit between overrides
     config = load_config(args.config, args.overrides)
     results = train(config, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({k: results[k] for k in (
