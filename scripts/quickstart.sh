@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/eipnn-train examples/si_pbe_schnet_tiny.yaml name=quickstart "$@"
+.venv/bin/eipnn-train examples/si_pbe_schnet_tiny.yaml name=quickstart --overwrite "$@"
 .venv/bin/python examples/md_with_model.py runs/quickstart/model.pt --steps 100
