@@ -68,9 +68,9 @@ def md_cell(repeat: int):
     return atoms
 
 
-def time_nn(model: Path, repeat: int, steps: int, device: str, dtype: str) -> dict[str, float]:
+def time_nn(model: Path, repeat: int, steps: int, device: str, dtype: str, tune: bool) -> dict[str, float]:
     atoms = md_cell(repeat)
-    calc = TimedCalculator(model, device=device, dtype=dtype, skin=1.0)
+    calc = TimedCalculator(model, device=device, dtype=dtype, skin=1.0, tune_malloc=tune)
     atoms.calc = calc
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     dyn.run(2)  # warm-up: first neighbour list, TorchScript profiling runs
@@ -115,9 +115,10 @@ def time_kim(repeat: int, steps: int) -> float | None:
     return 1e3 * (time.perf_counter() - start) / steps
 
 
-def table(rows: list[dict], device: str, dtype: str) -> str:
+def table(rows: list[dict], device: str, dtype: str, tune: bool) -> str:
     lines = [
-        f"Device {device}, {dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"Device {device}, {dtype}, tune_malloc={tune}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; "
         "SchNet 128 features, 5 interactions, 128 RBF, 5 Å cutoff; skin 1 Å; NVE 300 K.",
         "",
         "| atoms | ms/step | atom-steps/s | neighbour list ms (%) | model fwd+bwd ms | rest ms "
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    parser.add_argument("--tune-malloc", action="store_true", help="EIPNNCalculator(tune_malloc=True)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     rows = []
@@ -167,15 +169,16 @@ def main() -> None:
         for n_atoms in args.sizes:
             repeat = SIZES[n_atoms]
             steps = max(3, args.steps * 512 // max(n_atoms, 512))
-            row = {"atoms": n_atoms, **time_nn(model, repeat, steps, args.device, args.dtype)}
+            row = {"atoms": n_atoms, **time_nn(model, repeat, steps, args.device, args.dtype, args.tune_malloc)}
             row["build_ms"] = time_rebuild(model, repeat)
             row["kim_ms"] = time_kim(repeat, steps)
             rows.append(row)
             print(f"{n_atoms} atoms: {row['step_ms']:.1f} ms/step", flush=True)
-    text = table(rows, args.device, args.dtype)
+    text = table(rows, args.device, args.dtype, args.tune_malloc)
     print(text)
     if not args.no_write:
-        write_section(f"## EIPNNCalculator MD step ({args.device}, {args.dtype})\n\n{text}", f"calculator-{args.device}-{args.dtype}")
+        label = f"{args.device}-{args.dtype}" + ("-tuned" if args.tune_malloc else "")
+        write_section(f"## EIPNNCalculator MD step ({label})\n\n{text}", f"calculator-{label}")
 
 
 if __name__ == "__main__":
