@@ -26,6 +26,8 @@ from eipnn_calc import EIPNNCalculator
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
 
+from markdown_section import write_section  # benchmarks/, beside this script
+
 SIZES = {64: 2, 512: 4, 4096: 8}  # atoms -> repeats of the 8-atom cubic cell
 SW_SI = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 
@@ -140,18 +142,11 @@ def table(rows: list[dict], device: str, dtype: str, tune: bool) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, name: str) -> None:
+def write_benchmark_section(text: str, name: str) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
+    begin, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    marker_start, marker_end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    section = f"{marker_start}\n{text}\n{marker_end}"
-    if marker_start in body:
-        head, rest = body.split(marker_start, 1)
-        body = head + section + rest.split(marker_end, 1)[1]
-    else:
-        body = body.rstrip() + "\n\n" + section + "\n"
-    path.write_text(body)
+    write_section(path, f"{begin}\n{text}\n{end}", begin, end, "# Benchmarks")
 
 
 def main() -> None:
@@ -178,7 +173,7 @@ def main() -> None:
     print(text)
     if not args.no_write:
         label = f"{args.device}-{args.dtype}" + ("-tuned" if args.tune_malloc else "")
-        write_section(f"## EIPNNCalculator MD step ({label})\n\n{text}", f"calculator-{label}")
+        write_benchmark_section(f"## EIPNNCalculator MD step ({label})\n\n{text}", f"calculator-{label}")
 
 
 if __name__ == "__main__":

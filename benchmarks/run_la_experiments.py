@@ -30,6 +30,8 @@ from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
 
+from markdown_section import write_section  # benchmarks/, beside this script
+
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
 ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
     "mse": ["la.eip_loss=mse"],
@@ -107,16 +109,6 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
     return "\n".join(lines + [END]) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the LA section of ``path`` (between the markers), or append it."""
-    text = path.read_text() if path.exists() else "# Results\n\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
@@ -141,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             for suffix, extra in ABLATIONS.items():
                 run_once(args.config, f"{args.prefix}la_s1_{suffix}", common + extra, runs_dir)
     section = report(runs_dir, args.prefix, args.seeds)
-    write_section(Path(args.results), section)
+    write_section(Path(args.results), section, BEGIN, END, "# Results")
     print(section)
     return 0
 

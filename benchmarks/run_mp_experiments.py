@@ -30,6 +30,8 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 
+from markdown_section import write_section  # benchmarks/, beside this script
+
 BEGIN, END = "<!-- multitask:begin -->", "<!-- multitask:end -->"
 STRATEGIES = {  # strategy -> (run-name tag, config option holding its YAML)
     "baseline": ("baseline", "baseline_config"),
@@ -107,16 +109,6 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
     return "\n".join(lines + [END]) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the MP section of ``path`` (between its markers), or append it."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
@@ -138,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides = args.overrides + [f"data.split_seed={seed}", f"seed={seed}", f"strategy={strategy}"]
                 run_once(config_path, run_name(args.prefix, strategy, seed), overrides, runs_dir)
     section = report(runs_dir, args.prefix, args.seeds)
-    write_section(Path(args.results), section)
+    write_section(Path(args.results), section, BEGIN, END, "# Results")
     print(section)
     return 0
 
