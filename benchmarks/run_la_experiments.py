@@ -20,17 +20,11 @@ selected / pool, outliers by severity, the alpha curve).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from eipnn_training.cli.train import train
-from eipnn_training.config import load_config
-from eipnn_training.strategies.label_augmentation.errors import NothingSelected
-
-from markdown_section import write_section  # benchmarks/, beside this script
+from experiment_runs import mean_std, read, run_once  # benchmarks/, beside this script
+from markdown_section import write_section
 
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
 ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
@@ -40,32 +34,6 @@ ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
     "best_eip": ["la.select_eips=[best]"], "worst_eip": ["la.select_eips=[worst]"],
     "raw": ["la.aligned=false"],
 }
-
-
-def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
-    """results.json of run ``name``: read if finished, else trained (resumed if started)."""
-    folder = runs_dir / name
-    if (folder / "results.json").exists():
-        return json.loads((folder / "results.json").read_text())
-    if (folder / "nothing_selected.txt").exists():
-        return {}
-    config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
-    started = (folder / "checkpoints").exists() and any((folder / "checkpoints").rglob("*.pt"))
-    print(f"== {name} ({'resume' if started else 'start'})", flush=True)
-    try:
-        return train(config, resume=started)
-    except NothingSelected as error:  # e.g. raw energies: every train class is K
-        (folder / "nothing_selected.txt").write_text(str(error) + "\n")
-        return {}
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.4f} ({np.std(values):.4f})" if values else "n/a"
-
-
-def read(runs_dir: Path, name: str) -> dict | None:
-    path = runs_dir / name / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:

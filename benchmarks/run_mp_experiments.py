@@ -30,7 +30,8 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from experiment_runs import mean_std, read  # benchmarks/, beside this script
+from markdown_section import write_section
 
 BEGIN, END = "<!-- multitask:begin -->", "<!-- multitask:end -->"
 STRATEGIES = {  # strategy -> (run-name tag, config option holding its YAML)
@@ -54,17 +55,6 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
     resume = (folder / "checkpoints" / "last.pt").exists()
     print(f"== {name} ({'resume' if resume else 'start'})", flush=True)
     return train(config, resume=resume)
-
-
-def read(runs_dir: Path, name: str) -> dict | None:
-    path = runs_dir / name / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def mean_std(values: list[float], digits: int = 4) -> str:
-    if not values:
-        return "n/a"
-    return f"{np.mean(values):.{digits}f} ({np.std(values):.{digits}f})"
 
 
 def change(values: list[float], reference: list[float]) -> str:

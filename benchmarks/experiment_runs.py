@@ -1,0 +1,48 @@
+"""The training runs behind a results section: start, resume or read them, and summarise.
+
+Each run is a normal run folder ``<runs_dir>/<name>``: skipped when its results.json
+exists, resumed when it holds any checkpoint (as ``RunFolder`` decides; strategies with
+stages keep theirs in sub-folders). A label-augmentation run that selects nothing leaves
+``nothing_selected.txt`` instead of results and is not tried again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from eipnn_training.cli.train import train
+from eipnn_training.config import load_config
+from eipnn_training.strategies.label_augmentation.errors import NothingSelected
+
+
+def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
+    """results.json of run ``name``: read if finished, else trained (resumed if started);
+    {} when label augmentation selected nothing."""
+    folder = runs_dir / name
+    if (folder / "results.json").exists():
+        return json.loads((folder / "results.json").read_text())
+    if (folder / "nothing_selected.txt").exists():
+        return {}
+    config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
+    started = (folder / "checkpoints").exists() and any((folder / "checkpoints").rglob("*.pt"))
+    print(f"== {name} ({'resume' if started else 'start'})", flush=True)
+    try:
+        return train(config, resume=started)
+    except NothingSelected as error:  # e.g. raw energies: every train class is K
+        (folder / "nothing_selected.txt").write_text(str(error) + "\n")
+        return {}
+
+
+def read(runs_dir: Path, name: str) -> dict | None:
+    """results.json of run ``name``, or None while it has not finished."""
+    path = runs_dir / name / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean_std(values: list[float], digits: int = 4) -> str:
+    """'mean (std)' (std with ddof=0), or 'n/a' for no values."""
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.{digits}f} ({np.std(values):.{digits}f})"
