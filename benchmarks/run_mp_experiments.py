@@ -21,16 +21,12 @@ the pretraining time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from eipnn_training.cli.train import train
-from eipnn_training.config import load_config
-
-from experiment_runs import mean_std, read  # benchmarks/, beside this script
+from experiment_runs import mean_std, read, run_once  # benchmarks/, beside this script
 from markdown_section import write_section
 
 BEGIN, END = "<!-- multitask:begin -->", "<!-- multitask:end -->"
@@ -44,17 +40,6 @@ PAPER = "the paper (KIM-Si, SchNet): 0.4805 -> MP 0.4034 (-16 %), MP+LA 0.3719 (
 
 def run_name(prefix: str, strategy: str, seed: int) -> str:
     return f"{prefix}{STRATEGIES[strategy][0]}_s{seed}"
-
-
-def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
-    """results.json of run ``name``: read when finished, else trained (resumed if started)."""
-    folder = runs_dir / name
-    if (folder / "results.json").exists():
-        return json.loads((folder / "results.json").read_text())
-    config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
-    resume = (folder / "checkpoints" / "last.pt").exists()
-    print(f"== {name} ({'resume' if resume else 'start'})", flush=True)
-    return train(config, resume=resume)
 
 
 def change(values: list[float], reference: list[float]) -> str:
