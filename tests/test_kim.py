@@ -320,6 +320,18 @@ def test_lammps_nve_512_atoms(sw_model, tmp_path):
 EV_PER_CUBIC_ANGSTROM_IN_BAR = 1.602176634e6
 
 
+def assert_static_thermo_matches(output: str, reference: dict[str, np.ndarray]) -> None:
+    """Step 0 of LAMMPS_STATIC's thermo output (pe in eV, pressure in bar) against the
+    ASE energy and stress of the same configuration."""
+    row = re.search(r"^\s*0((?:\s+-?\d\.\d+e[+-]\d+){7})\s*$", output, re.M)
+    pe, *pressure_bar = map(float, row.group(1).split())
+    assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
+    # LAMMPS: pxx pyy pzz pyz pxz pxy = -stress (Voigt order), in bar.
+    expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
+    np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
+                               atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
+
+
 @pytest.mark.skipif(LAMMPS is None, reason="LAMMPS (lmp) not installed")
 def test_lammps_static_energies_forces_and_pressure(si_model, tmp_path):
     name, path = si_model
@@ -336,13 +348,7 @@ def test_lammps_static_energies_forces_and_pressure(si_model, tmp_path):
     np.testing.assert_allclose(forces, reference["forces"], rtol=0,
                                atol=RELATIVE_TOLERANCE * np.abs(reference["forces"]).max())
 
-    row = re.search(r"^\s*0((?:\s+-?\d\.\d+e[+-]\d+){7})\s*$", result.stdout, re.M)
-    pe, *pressure_bar = map(float, row.group(1).split())
-    assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
-    # LAMMPS: pxx pyy pzz pyz pxz pxy = -stress (Voigt order), in bar.
-    expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
-    np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
-                               atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
+    assert_static_thermo_matches(result.stdout, reference)
 
 
 @pytest.mark.skipif(LAMMPS is None or MPIRUN is None, reason="LAMMPS or mpirun not installed")
@@ -356,9 +362,4 @@ def test_lammps_domain_decomposition_gives_the_same_energy_and_pressure(si_model
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert re.search(r"Loop time of .* on 2 procs", result.stdout)
     reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "stress"])
-    row = re.search(r"^\s*0((?:\s+-?\d\.\d+e[+-]\d+){7})\s*$", result.stdout, re.M)
-    pe, *pressure_bar = map(float, row.group(1).split())
-    assert pe == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
-    expected_bar = -reference["stress"] * EV_PER_CUBIC_ANGSTROM_IN_BAR
-    np.testing.assert_allclose(pressure_bar, expected_bar, rtol=0,
-                               atol=RELATIVE_TOLERANCE * np.abs(expected_bar).max())
+    assert_static_thermo_matches(result.stdout, reference)
