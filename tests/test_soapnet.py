@@ -14,7 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 from dscribe.descriptors import SOAP as DscribeSOAP
-from models import SW_SI
+from models import SW_SI, batched, fit_energies_and_forces
 from physics import numerical_forces, numerical_stress
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,6 @@ from eipnn_calc.model_file import load_model, read_metadata
 from eipnn_calc.neighbors import build_edges
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
-from eipnn_training.models.layers import scatter_sum
 from eipnn_training.models.soap import dscribe_cutoff_angstrom
 from eipnn_training.models.soapnet import SOAPNet
 
@@ -50,27 +49,6 @@ def sw_labelled(count: int, seed: int) -> list[Atoms]:
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
         labelled.append(atoms)
     return labelled
-
-
-def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
-    keys = ("positions", "edge_index", "edge_shift", "batch")
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    offset = 0
-    for k, atoms in enumerate(configurations):
-        edge_index, edge_shift = build_edges(atoms, cutoff)
-        parts["positions"].append(atoms.positions)
-        parts["edge_index"].append(edge_index + offset)
-        parts["edge_shift"].append(edge_shift)
-        parts["batch"].append(np.full(len(atoms), k))
-        offset += len(atoms)
-    return {
-        "positions": torch.tensor(np.concatenate(parts["positions"]), requires_grad=True),
-        "edge_index": torch.tensor(np.concatenate(parts["edge_index"], axis=1)),
-        "edge_shift": torch.tensor(np.concatenate(parts["edge_shift"])),
-        "batch": torch.tensor(np.concatenate(parts["batch"])),
-        "energy": torch.tensor([a.get_potential_energy() for a in configurations]),
-        "forces": torch.tensor(np.concatenate([a.get_forces() for a in configurations])),
-    }
 
 
 def standardize_on(potential, data: dict[str, torch.Tensor]) -> None:
@@ -99,21 +77,8 @@ def sw_soapnet(tmp_path_factory) -> Path:
     spec = ModelSpec("soapnet", ["Si"], 5.0, dict(SMALL_SOAPNET))
     potential = build_potential(spec).double()
     data = batched(sw_labelled(24, seed=0), spec.cutoff_angstrom)
-    species = torch.zeros_like(data["batch"])
     standardize_on(potential, data)
-    potential.atom_ref.fill_(float(data["energy"].sum() / len(species)))
-    optimizer = torch.optim.Adam(potential.parameters(), lr=3e-3)
-    for _ in range(300):
-        optimizer.zero_grad()
-        atomic = potential.atomic_energies(
-            data["positions"], species, data["edge_index"], data["edge_shift"]
-        )
-        energy = scatter_sum(atomic[:, 0], data["batch"], len(data["energy"]))
-        forces = -torch.autograd.grad(energy.sum(), data["positions"], create_graph=True)[0]
-        loss = ((energy - data["energy"]) ** 2).mean() / 64
-        loss = loss + ((forces - data["forces"]) ** 2).mean()
-        loss.backward()
-        optimizer.step()
+    fit_energies_and_forces(potential, data, steps=300)
     path = tmp_path_factory.mktemp("soapnet") / "sw_soapnet.pt"
     export_model(potential, spec, path, provenance={"fitted_to": SW_SI, "steps": 300})
     return path
