@@ -46,6 +46,31 @@ def sw_configurations(count: int, seed: int) -> list[Atoms]:
     return configurations
 
 
+def sw_lattice_configurations(count: int, strain: tuple[float, float], max_repeat: int,
+                               rattle_angstrom: float, forces: bool) -> list[Atoms]:
+    """Si in four lattices (diamond, fcc, bcc, sc, in turn), the lattice constant scaled by a
+    factor drawn from ``strain``, repeated 1..``max_repeat`` times along z and rattled;
+    labelled with SW energies (and forces when ``forces``) through KIM."""
+    from ase.calculators.kim import KIM
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(0)
+    calculator = KIM(SW_SI)
+    lattices = [("diamond", 5.43), ("fcc", 3.9), ("bcc", 3.1), ("sc", 2.55)]
+    configurations = []
+    for k in range(count):
+        name, a = lattices[k % 4]
+        atoms = bulk("Si", name, a=a * rng.uniform(*strain)).repeat((1, 1, 1 + k % max_repeat))
+        atoms.rattle(rattle_angstrom, seed=k)
+        atoms.calc = calculator
+        labels = {"energy": atoms.get_potential_energy()}
+        if forces:
+            labels["forces"] = atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        configurations.append(atoms)
+    return configurations
+
+
 def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
     """One graph batch (float64) of labelled configurations: positions (requiring grad),
     edges within ``cutoff`` Å, graph index per atom, energies (eV) and forces (eV/Å)."""

@@ -9,8 +9,8 @@ import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.kim import KIM
 from ase.calculators.singlepoint import SinglePointCalculator
+from models import sw_lattice_configurations
 
 from eipnn_training.cli.alpha_search import main as alpha_main
 from eipnn_training.cli.train import train
@@ -20,26 +20,14 @@ from eipnn_training.data.si_pbe import protocol_split
 from eipnn_training.strategies.label_augmentation.errors import PoolLabelsReadEarly
 from eipnn_training.strategies.label_augmentation.report import REPORT_REASON, PoolSeal
 
-SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 NUM_CONFIGURATIONS = 240
 EIPS = ["si/sw-bht", "si/tersoff-t3", "si/edip"]
 
 
 def sw_configurations() -> list:
     """Strained, rattled Si in four lattices; 'DFT' = Stillinger-Weber 1985 through KIM."""
-    rng = np.random.default_rng(0)
-    calc = KIM(SW)
-    lattices = [("diamond", 5.43), ("fcc", 3.9), ("bcc", 3.1), ("sc", 2.55)]
-    out = []
-    for k in range(NUM_CONFIGURATIONS):
-        name, a = lattices[k % 4]
-        atoms = bulk("Si", name, a=a * rng.uniform(0.94, 1.08)).repeat((1, 1, 1 + k % 2))
-        atoms.rattle(0.08, seed=k)
-        atoms.calc = calc
-        energy = atoms.get_potential_energy()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy)
-        out.append(atoms)
-    return out
+    return sw_lattice_configurations(NUM_CONFIGURATIONS, strain=(0.94, 1.08), max_repeat=2,
+                                     rattle_angstrom=0.08, forces=False)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,9 @@ import csv
 import json
 
 import ase.io
-import numpy as np
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.kim import KIM
-from ase.calculators.singlepoint import SinglePointCalculator
+from models import sw_lattice_configurations
 
 from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_training.cli.export import export_run
@@ -23,25 +20,13 @@ from eipnn_training.runs import RunFolderError
 from eipnn_training.train.loop import FitSettings, _step_loss
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
 
-SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 NUM_CONFIGURATIONS = 300
 
 
 def sw_configurations() -> list:
     """Strained, rattled Si in four lattices, labelled by Stillinger-Weber through KIM."""
-    rng = np.random.default_rng(0)
-    calc = KIM(SW)
-    lattices = [("diamond", 5.43), ("fcc", 3.9), ("bcc", 3.1), ("sc", 2.55)]
-    out = []
-    for k in range(NUM_CONFIGURATIONS):
-        name, a = lattices[k % 4]
-        atoms = bulk("Si", name, a=a * rng.uniform(0.96, 1.06)).repeat((1, 1, 1 + k % 3))
-        atoms.rattle(0.05, seed=k)
-        atoms.calc = calc
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
-        out.append(atoms)
-    return out
+    return sw_lattice_configurations(NUM_CONFIGURATIONS, strain=(0.96, 1.06), max_repeat=3,
+                                     rattle_angstrom=0.05, forces=True)
 
 
 @pytest.fixture(scope="module")
