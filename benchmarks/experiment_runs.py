@@ -7,6 +7,7 @@ stages keep theirs in sub-folders). A label-augmentation run that selects nothin
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -46,3 +47,16 @@ def mean_std(values: list[float], digits: int = 4) -> str:
     if not values:
         return "n/a"
     return f"{np.mean(values):.{digits}f} ({np.std(values):.{digits}f})"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, tag: str) -> None:
+    """The options every experiment script takes: overrides for every run, the baseline
+    config, the split seeds, run names (``<prefix><tag>_s<seed>``), where the runs are,
+    and the results file whose section is rewritten."""
+    parser.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
+    parser.add_argument("--baseline-config", default="examples/si_pbe_schnet_baseline.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--prefix", default="si_pbe_schnet_", help=f"run names: <prefix>{tag}_s1, ...")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the results section")
+    parser.add_argument("--results", default="docs/results.md")

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiment_runs import mean_std, read, run_once  # benchmarks/, beside this script
+from experiment_runs import add_run_arguments, mean_std, read, run_once  # benchmarks/, beside this script
 from markdown_section import write_section
 
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
@@ -79,15 +79,9 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
+    add_run_arguments(p, "la")
     p.add_argument("--config", default="examples/si_pbe_schnet_la.yaml")
-    p.add_argument("--baseline-config", default="examples/si_pbe_schnet_baseline.yaml")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--prefix", default="si_pbe_schnet_", help="run names: <prefix>la_s1, ...")
-    p.add_argument("--runs-dir", default="runs")
     p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--report-only", action="store_true", help="only rewrite the results section")
-    p.add_argument("--results", default="docs/results.md")
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
