@@ -107,3 +107,39 @@ def test_unsupported_species_is_a_specific_error():
     atoms.calc = EIPCalculator("si/sw-bht")
     with pytest.raises(UnsupportedSpecies, match="no parameters for Cu"):
         atoms.get_potential_energy()
+
+
+def test_reused_model_buffers_give_what_a_fresh_model_gives():
+    """The driver keeps its per-particle buffers and KIM pointers across calls: growing
+    them, shrinking the configuration, switching forces on and off, a free cluster after a
+    periodic cell, and a failed call in between must not change any result."""
+    from ase import Atoms
+
+    from eipnn_training.eip.errors import EIPComputeError
+    from eipnn_training.eip.kim_model import KIMPortableModel
+    from eipnn_training.eip.structure import Structure
+
+    kim_id = KIM_CATALOGUE["si/tersoff-t3"]
+    small = bulk("Si", "diamond", a=5.43)
+    large = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2)  # 64 atoms, > 64 buffers
+    cluster = Atoms("Si3", positions=[[0, 0, 0], [2.3, 0, 0], [0.1, 2.4, 0]])
+    overlapping = small.copy()
+    overlapping.positions[1] = overlapping.positions[0]
+    for atoms in (small, large):
+        atoms.rattle(0.05, seed=len(atoms))
+    sequence = [(small, True), (large, False), (overlapping, False), (cluster, True),
+                (small, False), (large, True), (cluster, False)]
+    reused = KIMPortableModel(kim_id)
+    for atoms, with_forces in sequence:
+        structure = Structure.from_atoms(atoms)
+        try:
+            got = reused.compute(structure, with_forces)
+        except EIPComputeError:
+            assert atoms is overlapping
+            continue
+        energy, forces = KIMPortableModel(kim_id).compute(structure, with_forces)
+        assert got[0] == energy
+        if with_forces:
+            np.testing.assert_array_equal(got[1], forces)
+        else:
+            assert got[1] is None

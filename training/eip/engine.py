@@ -8,6 +8,7 @@ a rerun computes only what is missing.
 from __future__ import annotations
 
 import atexit
+import itertools
 import math
 import os
 
@@ -104,18 +105,33 @@ def label(
 
     label_store = open_store(store)
     known = {eip.eip_id: label_store.get(hashes, eip.eip_id) for eip in eips}
-    tasks = []
+    per_eip = []
     for eip in eips:
+        stored = known[eip.eip_id]
         pending = [
             h
             for h in by_hash
-            if h not in known[eip.eip_id]
-            or not _usable(known[eip.eip_id][h], with_forces, retry_missing)
+            if h not in stored or not _usable(stored[h], with_forces, retry_missing)
         ]
         size = chunk_size or _chunk_size(len(pending), workers)
-        for start in range(0, len(pending), size):
-            part = pending[start : start + size]
-            tasks.append(Task(eip, part, [by_hash[h] for h in part], with_forces))
+        per_eip.append(
+            [
+                Task(eip, part, [by_hash[h] for h in part], with_forces)
+                for part in (pending[i : i + size] for i in range(0, len(pending), size))
+            ]
+        )
+    # Longest first: the ASE-calculator EIPs (matscipy's TMOD, ~30x a KIM model) go
+    # before the KIM ones, so that the last tasks are short and no worker idles at the
+    # end while another finishes a slow chunk; within each kind, round robin over EIPs.
+    slow = [group for group, eip in zip(per_eip, eips) if eip.kind != "kim"]
+    fast = [group for group, eip in zip(per_eip, eips) if eip.kind == "kim"]
+    tasks = [
+        task
+        for groups in (slow, fast)
+        for row in itertools.zip_longest(*groups)
+        for task in row
+        if task is not None
+    ]
     total = sum(len(task.hashes) for task in tasks)
     bar = _progress_bar(total, progress)
     computed = dict.fromkeys(known, 0)

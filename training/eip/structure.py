@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HASH_VERSION = b"eipnn-structure-v1"
+_HASH_START = hashlib.blake2b(HASH_VERSION, digest_size=16)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Structure:
         The arrays are fed as buffers, without copies: hashing is on the hot path.
         """
         pbc = self.pbc
-        digest = hashlib.blake2b(HASH_VERSION, digest_size=16)
+        digest = _HASH_START.copy()  # = blake2b(HASH_VERSION, digest_size=16), made once
         digest.update(len(self.numbers).to_bytes(8, "little"))
         digest.update(self.numbers)
         digest.update(self.positions)
