@@ -9,9 +9,11 @@
 4. (--full) wall time of labelling all si-pbe configurations with all 8 Si EIPs into a
    fresh store with two workers.
 Results are printed and written to runs/bench_labelling.json. Times are the best of
-``--repeats`` runs, because the machine is shared and the minimum is the least noisy; the
-overhead comparison uses this process's CPU time, the worker comparison wall time (with
-the load average, since other processes on the machine take cores from the workers).
+``--repeats`` runs (``--overhead-repeats`` for the short overhead loops), because the
+machine is shared and the minimum is the least noisy; the overhead comparison uses this
+process's CPU time, the worker comparison wall time next to the CPU seconds of the parent
+and the workers and the load average before and after (other processes on the machine
+take cores from the workers).
 """
 from __future__ import annotations
 
