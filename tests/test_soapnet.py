@@ -11,7 +11,7 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.kim import KIM
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from dscribe.descriptors import SOAP as DscribeSOAP
 from models import SW_SI, batched, fit_energies_and_forces
@@ -197,7 +197,7 @@ def test_scripted_file_equals_eager_model(sw_soapnet):
 
 def test_nve_energy_drift(sw_soapnet):
     atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)  # 64 atoms
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     Stationary(atoms)
     atoms.calc = EIPNNCalculator(sw_soapnet, skin=1.0)
     totals, temperatures = [], []
@@ -224,7 +224,7 @@ def nve_drift_of_random_model(path: Path, smooth_cutoff: bool, steps: int) -> fl
     potential.scale.fill_(5.0)  # forces of a few tenths of eV/Å
     export_model(potential, spec, path)
     atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=1000, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=1000, rng=np.random.default_rng(0))
     Stationary(atoms)
     atoms.calc = EIPNNCalculator(path, skin=1.0)
     totals = []
