@@ -38,11 +38,8 @@ def build_edges(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     pbc = np.asarray(atoms.pbc, dtype=bool)
     positions = atoms.positions
     cell = search_cell(positions, atoms.cell.array, pbc, cutoff)
-    origin = positions.min(axis=0) - 0.5
     # Open directions: move atoms inside the bounding box; periodic ones matscipy wraps.
-    shifted = positions - origin if not pbc.all() else positions
-    if not pbc.all():
-        shifted = _into_open_box(shifted, cell, pbc)
+    shifted = positions if pbc.all() else _into_open_box(positions, cell, pbc)
     i, j, S = neighbour_list("ijS", positions=shifted, cell=cell, pbc=pbc, cutoff=cutoff)
     # Shifts use the search cell: equal to the real cell along periodic axes, 0 elsewhere.
     shifts = S @ cell
