@@ -61,9 +61,10 @@ class EIPNNCalculator(Calculator):
         module, self.metadata = load_model(model, device=self.device)
         self.model = module.to(dtype=self.dtype)
         self.neighbors = NeighborList(self.metadata.cutoff_angstrom, skin)
-        self._species_index = {
-            atomic_numbers[symbol]: index for index, symbol in enumerate(self.metadata.species)
-        }
+        # Atomic number -> the model's species index (-1: not in the model), one lookup per step.
+        self._species_index = np.full(len(chemical_symbols), -1, dtype=np.int64)
+        for index, symbol in enumerate(self.metadata.species):
+            self._species_index[atomic_numbers[symbol]] = index
 
     @property
     def cutoff(self) -> float:
@@ -102,14 +103,14 @@ class EIPNNCalculator(Calculator):
         return {key: value.detach().to("cpu", torch.float64).numpy() for key, value in out.items()}
 
     def _species(self, numbers: np.ndarray) -> np.ndarray:
-        try:
-            return np.array([self._species_index[z] for z in numbers], dtype=np.int64)
-        except KeyError:
-            unknown = sorted({chemical_symbols[z] for z in numbers if z not in self._species_index})
+        species = self._species_index[numbers]
+        if (species < 0).any():
+            unknown = sorted({chemical_symbols[z] for z in numbers[species < 0]})
             raise UnknownSpeciesError(
                 f"species {', '.join(unknown)} not in the model, which knows only "
                 f"{', '.join(self.metadata.species)}"
-            ) from None
+            )
+        return species
 
     def _check(self, atoms: Atoms, properties: list[str]) -> None:
         if len(atoms) == 0:
