@@ -42,11 +42,9 @@ def build_representation(spec: ModelSpec) -> nn.Module:
 
 
 def feature_size(representation: nn.Module) -> int:
-    """Width of the per-atom features a representation emits."""
-    for attribute in ("num_features", "out_features"):
-        if hasattr(representation, attribute):
-            return int(getattr(representation, attribute))
-    return int(representation.embedding.embedding_dim)
+    """Width of the per-atom features a representation emits: every representation
+    declares it as ``num_features``."""
+    return int(representation.num_features)
 
 
 def build_potential(spec: ModelSpec, num_outputs: int = 1) -> Potential:
