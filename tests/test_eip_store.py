@@ -14,6 +14,7 @@ import pytest
 from ase.build import bulk
 
 from eipnn_training.eip import LabelStore, LabelStoreError, label
+from eipnn_training.eip.store import StoredLabel
 from eipnn_training.eip.structure import Structure
 
 
@@ -83,6 +84,60 @@ def test_store_of_another_format_is_refused_not_misread(tmp_path):
         connection.execute("CREATE TABLE labels (x)")
     with pytest.raises(LabelStoreError, match="has format 99"):
         LabelStore(tmp_path)
+
+
+_FORMAT_1 = """
+CREATE TABLE eips (id INTEGER PRIMARY KEY, eip_id TEXT NOT NULL UNIQUE);
+CREATE TABLE labels (eip INTEGER NOT NULL REFERENCES eips(id), config_hash BLOB NOT NULL,
+    n_atoms INTEGER NOT NULL, energy_ev REAL, forces BLOB, reason TEXT,
+    PRIMARY KEY (eip, config_hash)) WITHOUT ROWID;
+CREATE TABLE alignments (name TEXT PRIMARY KEY, payload TEXT NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_of_format_1_is_upgraded_without_losing_a_label(tmp_path):
+    forces = np.arange(6.0).reshape(2, 3)
+    with sqlite3.connect(tmp_path / "labels.sqlite") as connection:
+        connection.executescript(_FORMAT_1)
+        connection.execute("INSERT INTO eips VALUES (1, 'SW_X'), (2, 'Tersoff_Y')")
+        connection.executemany(
+            "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+            [(1, bytes([1] * 16), 2, -8.5, forces.tobytes(), None),
+             (1, bytes([2] * 16), 1, -4.0, None, None),
+             (1, bytes([3] * 16), 1, None, None, "kim-error: bad"),
+             (2, bytes([1] * 16), 2, -9.0, None, None)])
+        connection.execute("INSERT INTO alignments VALUES ('a', '{\"x\": 1}')")
+    with LabelStore(tmp_path) as store:
+        sw = store.get(["01" * 16, "02" * 16, "03" * 16, "04" * 16], "SW_X")
+        assert store.count() == 4
+        assert store.load_alignment("a") == {"x": 1}
+    assert sorted(sw) == ["01" * 16, "02" * 16, "03" * 16]
+    np.testing.assert_array_equal(sw["01" * 16].forces, forces)
+    assert (sw["01" * 16].energy_ev, sw["02" * 16].energy_ev, sw["02" * 16].forces) == (-8.5, -4.0, None)
+    assert (sw["03" * 16].energy_ev, sw["03" * 16].reason) == (None, "kim-error: bad")
+    with sqlite3.connect(tmp_path / "labels.sqlite") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 3
+
+
+def test_a_reader_sees_later_chunks_of_another_writer_and_the_latest_wins(tmp_path):
+    key = "ab" * 16
+    reader, writer = LabelStore(tmp_path), LabelStore(tmp_path)
+    writer.put("SW_X", [(key, StoredLabel(1, None, None, "kim-error: first try"))])
+    assert reader.get([key], "SW_X")[key].reason == "kim-error: first try"
+    writer.put("SW_X", [(key, StoredLabel(1, -4.25, None, None)), ("cd" * 16, StoredLabel(1, -1.0, None, None))])
+    reader.put("SW_X", [("ef" * 16, StoredLabel(1, -2.0, None, None))])
+    assert reader.get([key], "SW_X")[key] == StoredLabel(1, -4.25, None, None)
+    assert reader.count("SW_X") == writer.count("SW_X") == 3
+    reader.close()
+    writer.close()
+
+
+def test_a_chunk_with_forces_for_some_labelled_entries_only_is_refused(tmp_path):
+    with LabelStore(tmp_path) as store, pytest.raises(LabelStoreError, match="forces"):
+        store.put("SW_X", [("01" * 16, StoredLabel(1, -1.0, np.zeros((1, 3)), None)),
+                           ("02" * 16, StoredLabel(1, -1.0, None, None))])
 
 
 def test_unwritable_store_location_is_a_clear_error(tmp_path):
