@@ -2,9 +2,13 @@
 EIPNNCalculator, on the same diamond-Si cell and model, both with the same number of threads.
 
     .venv/bin/python benchmarks/bench_kim.py --sizes 512 4096 --steps 20 --threads 2
+    .venv/bin/python benchmarks/bench_kim.py --compare-all-edges   # + the driver without pruning
 
 The model is a random-init SchNet built here (no training needed for timing); its
 receptive field (cutoff x interactions) sets how many padding particles LAMMPS supplies.
+With --compare-all-edges the same model is also installed under a second name with its
+metadata marked model-file format 1, so the driver gives every layer every edge (no
+per-layer pruning, as before format 2): the gain of the pruning on the same machine.
 Everything is written under --workdir (default runs/bench_kim); the KIM collection used is
 private to that folder.
 """
@@ -17,6 +21,7 @@ import re
 import resource
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +69,20 @@ def make_model(path: Path, features: int, interactions: int, cutoff_angstrom: fl
     return path
 
 
+def as_format_1(model: Path, target: Path) -> Path:
+    """A copy of ``model`` whose metadata says format 1: the driver then passes no
+    layer_edges and every layer runs over every edge."""
+    from eipnn_calc.model_file import METADATA_NAME
+
+    with zipfile.ZipFile(model) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename.endswith(METADATA_NAME):
+                data = json.dumps({**json.loads(data), "format_version": 1}).encode()
+            new.writestr(item, data)
+    return target
+
+
 def si_cell(num_atoms: int):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((CELLS_PER_SIDE[num_atoms],) * 3)
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
@@ -82,7 +101,8 @@ def ase_seconds_per_step(atoms, model: Path, steps: int) -> tuple[float, float]:
 
 
 def run_lammps(atoms, model_name: str, steps: int, workdir: Path, env: dict) -> tuple[float, float, str]:
-    """LAMMPS's loop time of the timed run (wall s), the process's CPU time (s), ghosts."""
+    """LAMMPS's loop time of the timed run (wall s), the process's CPU time (s), ghosts.
+    (The largest resident size of any LAMMPS run so far is resource's ru_maxrss.)"""
     data = workdir / f"si_{len(atoms)}.data"
     write(data, atoms, format="lammps-data", specorder=["Si"], velocities=True, units="metal")
     script = workdir / f"in.bench_{len(atoms)}_{steps}"
@@ -116,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interactions", type=int, default=2)
     parser.add_argument("--cutoff", type=float, default=5.0, help="Å")
     parser.add_argument("--workdir", default=str(REPO / "runs" / "bench_kim"))
+    parser.add_argument("--compare-all-edges", action="store_true",
+                        help="also time the driver with every layer over every edge (format 1)")
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir).resolve()
@@ -128,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     model_name = f"eipnn_bench_f{args.features}_i{args.interactions}"
     model = make_model(workdir / f"{model_name}.pt", args.features, args.interactions, args.cutoff)
     install_portable_model(write_portable_model(model, model_name, workdir / "packages"), "user")
+    if args.compare_all_edges:
+        unpruned = as_format_1(model, workdir / f"{model_name}_all_edges.pt")
+        install_portable_model(
+            write_portable_model(unpruned, f"{model_name}_all_edges", workdir / "packages"), "user")
 
     rows = []
     for size in args.sizes:
@@ -135,10 +161,16 @@ def main(argv: list[str] | None = None) -> None:
         ase_wall, ase_cpu = ase_seconds_per_step(atoms, model, args.steps)
         kim_wall, kim_cpu, ghosts = lammps_seconds_per_step(atoms, model_name, args.steps, workdir, env)
         row = {"atoms": size, "lammps_ghosts": ghosts,
+               "kim_max_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
                "ase_wall_ms": round(1e3 * ase_wall, 1), "kim_wall_ms": round(1e3 * kim_wall, 1),
                "ase_cpu_ms": round(1e3 * ase_cpu, 1), "kim_cpu_ms": round(1e3 * kim_cpu, 1),
                "kim_over_ase_wall": round(kim_wall / ase_wall, 2),
                "kim_over_ase_cpu": round(kim_cpu / ase_cpu, 2)}
+        if args.compare_all_edges:
+            wall, cpu, _ = lammps_seconds_per_step(atoms, f"{model_name}_all_edges", args.steps, workdir, env)
+            row.update({"kim_all_edges_wall_ms": round(1e3 * wall, 1),
+                        "kim_all_edges_cpu_ms": round(1e3 * cpu, 1),
+                        "pruning_gain_wall": round(wall / kim_wall, 2)})
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {"model": {"features": args.features, "interactions": args.interactions,

@@ -16,7 +16,9 @@ import torch
 
 from .errors import ModelFileError, ModelFormatVersionError
 
-FORMAT_VERSION = 1
+# 2: forward takes an optional sixth input, layer_edges (see training/models/potential.py);
+# readers of format 2 still read format 1 files, and do not pass it to them.
+FORMAT_VERSION = 2
 METADATA_NAME = "eipnn_metadata.json"
 REQUIRED_KEYS = (
     "format_version",

@@ -2,16 +2,24 @@
 
 ``forward`` is the scripted entry point of the model file (see ``eipnn_calc/model_file.py``):
 
-    forward(positions[N,3], species[N], edge_index[2,E], edge_shift[E,3], node_mask[N])
+    forward(positions[N,3], species[N], edge_index[2,E], edge_shift[E,3], node_mask[N],
+            layer_edges[L] = None)
       -> {"energy": [], "energies": [N], "forces": [N,3], "virial": [3,3]}
 
 Edges are directed, i = edge_index[0] receives from j = edge_index[1], and the edge vector
 is r_j + shift - r_i. Edges longer than the cutoff (a Verlet skin) are dropped here, so a
 caller may pass a list built with cutoff + skin.
+
+``layer_edges`` (model file format 2) is for callers that pass padding atoms, such as the
+KIM driver: message-passing layer ``l`` then uses only the first ``layer_edges[l]`` edges.
+The last layer only needs the edges into contributing atoms, the one before it also those
+into their neighbours, and so on; with the edges ordered by how far their receiver is from
+a contributing atom, each layer's edges are a prefix, and later layers skip the outer
+padding shells. None: every layer uses every edge.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -51,22 +59,34 @@ class Potential(nn.Module):
         self.register_buffer("atom_ref", torch.zeros(num_species, head.num_outputs))
         self.register_buffer("scale", torch.ones(head.num_outputs))
 
+    def edges_inside(
+        self,
+        positions: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_shift: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Edges inside the cutoff: (edge_index [2,E'], vectors [E',3], lengths [E'],
+        the indices of the kept edges among those given, or None when all are kept)."""
+        vectors = positions[edge_index[1]] - positions[edge_index[0]] + edge_shift
+        # Select on detached lengths, then take lengths from the kept vectors: the energy
+        # must depend on ``vectors`` alone for the virial to come out of autograd.
+        inside = torch.linalg.vector_norm(vectors.detach(), dim=1) < self.cutoff
+        kept: Optional[torch.Tensor] = None
+        if not bool(inside.all()):
+            kept = torch.nonzero(inside).squeeze(1)
+            edge_index = edge_index.index_select(1, kept)
+            vectors = vectors.index_select(0, kept)
+        lengths = torch.linalg.vector_norm(vectors, dim=1)
+        return edge_index, vectors, lengths, kept
+
     def edge_geometry(
         self,
         positions: torch.Tensor,
         edge_index: torch.Tensor,
         edge_shift: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edges inside the cutoff: (edge_index [2,E'], vectors [E',3], lengths [E'])."""
-        vectors = positions[edge_index[1]] - positions[edge_index[0]] + edge_shift
-        # Select on detached lengths, then take lengths from the kept vectors: the energy
-        # must depend on ``vectors`` alone for the virial to come out of autograd.
-        inside = torch.linalg.vector_norm(vectors.detach(), dim=1) < self.cutoff
-        keep = torch.nonzero(inside).squeeze(1)
-        if keep.numel() < inside.numel():
-            edge_index = edge_index.index_select(1, keep)
-            vectors = vectors.index_select(0, keep)
-        lengths = torch.linalg.vector_norm(vectors, dim=1)
+        edge_index, vectors, lengths, _ = self.edges_inside(positions, edge_index, edge_shift)
         return edge_index, vectors, lengths
 
     def atomic_energies_from_edges(
@@ -75,9 +95,10 @@ class Potential(nn.Module):
         edge_index: torch.Tensor,
         vectors: torch.Tensor,
         lengths: torch.Tensor,
+        layer_edges: Optional[List[int]] = None,
     ) -> torch.Tensor:
         """Per-atom energies [N, num_outputs] in eV."""
-        features = self.representation(species, edge_index, vectors, lengths)
+        features = self.representation(species, edge_index, vectors, lengths, layer_edges)
         return self.head(features) * self.scale + self.atom_ref[species]
 
     def atomic_energies(
@@ -97,11 +118,19 @@ class Potential(nn.Module):
         edge_index: torch.Tensor,
         edge_shift: torch.Tensor,
         node_mask: torch.Tensor,
+        layer_edges: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         if not positions.requires_grad:
             positions.requires_grad_(True)
-        edge_index, vectors, lengths = self.edge_geometry(positions, edge_index, edge_shift)
-        energies = self.atomic_energies_from_edges(species, edge_index, vectors, lengths)[:, 0]
+        edge_index, vectors, lengths, kept = self.edges_inside(positions, edge_index, edge_shift)
+        prefixes: Optional[List[int]] = None
+        if layer_edges is not None:
+            if kept is not None:  # a prefix of the given edges -> the kept edges in it
+                layer_edges = torch.searchsorted(kept, layer_edges.to(kept.device))
+            prefixes = torch.jit.annotate(List[int], layer_edges.tolist())
+        energies = self.atomic_energies_from_edges(
+            species, edge_index, vectors, lengths, prefixes
+        )[:, 0]
         energies = energies * node_mask.to(energies.dtype)
         energy = energies.sum()
         forces, virial = forces_and_virial(energy, positions, vectors)

@@ -1,7 +1,7 @@
 """SchNet (Schütt et al. 2018): continuous-filter convolutions over a radial basis."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -70,13 +70,37 @@ class SchNet(nn.Module):
         edge_index: torch.Tensor,
         vectors: torch.Tensor,
         lengths: torch.Tensor,
+        layer_edges: Optional[List[int]] = None,
     ) -> torch.Tensor:
+        """``layer_edges[l]``: interaction ``l`` uses only that many leading edges (see
+        ``Potential.forward``); None: all of them."""
         x = self.embedding(species)
         length_chunks = lengths.split(self.edge_chunk)
         rbf = [self.rbf(chunk) for chunk in length_chunks]
         envelope = [self.envelope(chunk) for chunk in length_chunks]
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
-        for interaction in self.interactions:
-            x = interaction(x, receivers, senders, rbf, envelope)
+        for layer, interaction in enumerate(self.interactions):
+            if layer_edges is None:
+                x = interaction(x, receivers, senders, rbf, envelope)
+            else:
+                count = layer_edges[layer]
+                x = interaction(
+                    x,
+                    self._leading(receivers, count),
+                    self._leading(senders, count),
+                    self._leading(rbf, count),
+                    self._leading(envelope, count),
+                )
         return x
+
+    def _leading(self, chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:
+        """The first ``count`` rows of the concatenation of ``chunks``, as chunks (views)."""
+        kept: List[torch.Tensor] = []
+        start = 0
+        for chunk in chunks:
+            if start >= count:
+                break
+            kept.append(chunk[: count - start])
+            start += chunk.shape[0]
+        return kept

@@ -6,6 +6,8 @@ energy head and the sum pooling are the ``Potential``'s.
 """
 from __future__ import annotations
 
+from typing import List, Optional
+
 import torch
 from torch import nn
 
@@ -95,6 +97,7 @@ class SOAPNet(nn.Module):
         edge_index: torch.Tensor,
         vectors: torch.Tensor,
         lengths: torch.Tensor,
+        layer_edges: Optional[List[int]] = None,  # one layer: its edges are all the edges
     ) -> torch.Tensor:
         descriptors = self.soap(species, edge_index, vectors, lengths)  # [N, num_soap]
         if self.training and not bool(self.standardized) and descriptors.shape[0] > 1:

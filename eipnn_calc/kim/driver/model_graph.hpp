@@ -16,6 +16,9 @@ struct ModelGraph {
   std::vector<std::uint8_t> contributing;  // [n] node_mask: summed into the energy
   std::vector<std::int64_t> receivers;     // [E] edge i <- j: i = edge_index[0]
   std::vector<std::int64_t> senders;       // [E] j = edge_index[1]
+  // [layers] layer l needs only the first layer_edges[l] edges: those whose receiver is at
+  // most (layers - 1 - l) edges from a contributing particle (edges come in that order).
+  std::vector<std::int64_t> layer_edges;
 
   std::size_t NumNodes() const { return particle.size(); }
 };

@@ -8,7 +8,9 @@
 namespace eipnn {
 
 // Highest model-file format version this driver reads (eipnn_calc/model_file.py).
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
+// From this format on, forward takes layer_edges (edges each layer needs) as a sixth input.
+constexpr int kLayerEdgesFormatVersion = 2;
 constexpr char kMetadataName[] = "eipnn_metadata.json";
 
 struct ModelMetadata {

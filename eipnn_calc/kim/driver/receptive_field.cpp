@@ -33,7 +33,8 @@ bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, i
                      NeighborSource const & neighbors_of, ModelGraph * graph,
                      std::string * error) {
   // clear(), not a fresh graph: the vectors keep their capacity from one MD step to the next.
-  for (auto * ints : {&graph->species, &graph->receivers, &graph->senders}) ints->clear();
+  for (auto * ints : {&graph->species, &graph->receivers, &graph->senders, &graph->layer_edges})
+    ints->clear();
   graph->particle.clear();
   graph->positions.clear();
   graph->contributing.clear();
@@ -46,6 +47,8 @@ bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, i
       frontier.push_back(p);
     }
   }
+  // edges_within[d]: how many edges have a receiver at most d edges away.
+  std::vector<std::int64_t> edges_within;
   // Layer by layer: particles in `frontier` are `depth` edges away and need their edges.
   for (int depth = 0; depth < num_layers && !frontier.empty(); ++depth) {
     std::vector<int> next;
@@ -68,6 +71,14 @@ bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, i
       }
     }
     frontier.swap(next);
+    edges_within.push_back(static_cast<std::int64_t>(graph->receivers.size()));
+  }
+  // Receivers lie at most (layers - 1 - l) edges away for layer l; a search that ran out of
+  // particles early (no padding) leaves every edge to the outer layers.
+  auto const all_edges = static_cast<std::int64_t>(graph->receivers.size());
+  for (int layer = 0; layer < num_layers; ++layer) {
+    std::size_t const depth = static_cast<std::size_t>(num_layers - 1 - layer);
+    graph->layer_edges.push_back(depth < edges_within.size() ? edges_within[depth] : all_edges);
   }
   return true;
 }

@@ -6,6 +6,9 @@
 // must have correct features after L - d layers, so it needs its incoming edges when
 // d < L; particles exactly L edges away are only senders, and particles further away are
 // left out. This keeps the model's work well below "every padding particle with its list".
+// Edges come ordered by their receiver's distance d, so the edges a layer needs are a
+// prefix: the last layer only those into contributing particles (d = 0), the layer before
+// those with d <= 1, and so on (ModelGraph::layer_edges).
 #ifndef EIPNN_RECEPTIVE_FIELD_HPP_
 #define EIPNN_RECEPTIVE_FIELD_HPP_
 

@@ -99,6 +99,8 @@ bool TorchModel::Evaluate(ModelGraph const & graph, ModelResults * results,
     std::vector<torch::jit::IValue> inputs{positions, Int64Tensor(graph.species, m.device),
                                            edge_index, torch::zeros({num_edges, 3}, floats),
                                            node_mask};
+    if (m.metadata.format_version >= kLayerEdgesFormatVersion)
+      inputs.emplace_back(Int64Tensor(graph.layer_edges, m.device));
     c10::Dict<c10::IValue, c10::IValue> out = m.module.forward(inputs).toGenericDict();
 
     results->energies_eV.resize(n);
