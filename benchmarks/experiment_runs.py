@@ -43,10 +43,33 @@ def read(runs_dir: Path, name: str) -> dict | None:
 
 
 def mean_std(values: list[float], digits: int = 4) -> str:
-    """'mean (std)' (std with ddof=0), or 'n/a' for no values."""
+    """'mean (std)' with the sample standard deviation (n - 1) as everywhere in
+    docs/results.md; the mean alone for one value; 'n/a' for none."""
     if not values:
         return "n/a"
-    return f"{np.mean(values):.{digits}f} ({np.std(values):.{digits}f})"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ({np.std(values, ddof=1):.{digits}f})"
+
+
+LA_DIAGNOSTICS_HEADER = [
+    "| seed | train classes (EIP: count) | val accuracy (majority share) | selected / pool "
+    "| outliers (by severity) | alpha chosen | val MAE by alpha |",
+    "| --- | --- | ---: | ---: | --- | ---: | --- |",
+]
+
+
+def la_diagnostics_row(seed: int, info: dict) -> str:
+    """One row under LA_DIAGNOSTICS_HEADER from the "la" entry of an LA run's results: why
+    LA helps or not (class balance, classifier accuracy, selection, outliers, alpha curve)."""
+    classes = ", ".join(f"{k.split('/')[-1]}: {v}" for k, v in info["class_balance"]["train"].items())
+    c = info["classifier"]
+    outliers = info["outliers"]
+    bins = ", ".join(f"{k}: {v}" for k, v in outliers["by_severity"].items())
+    curve = ", ".join(f"{a}: {v:.3f}" for a, v in sorted(info["alpha_search"].items(), key=lambda x: float(x[0])))
+    return (f"| {seed} | {classes} | {c['val_accuracy']:.3f} ({c['val_accuracy_of_majority_class']:.3f}) "
+            f"| {info['num_selected']} / {info['num_pool']} | {outliers['num_outliers']} of "
+            f"{outliers['num_graded']} ({bins}) | {info['alpha']:g} | {curve} |")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, tag: str) -> None:

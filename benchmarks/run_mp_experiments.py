@@ -15,7 +15,7 @@ checkpoint. The baseline runs are the ones run_la_experiments.py uses too.
 
 Then the MP section of docs/results.md (between its markers) is rewritten from the run
 folders: test configuration MAE (eV) and atom MAE (eV/atom) as mean (std) over the seeds
-that finished (std with ddof=0, as the LA section), the change against the baseline, and
+that finished (sample std, n - 1, as everywhere in docs/results.md), the change against the baseline, and
 the pretraining time.
 """
 from __future__ import annotations
