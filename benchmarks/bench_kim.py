@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
                "load_before": load_before, "load_after": os.getloadavg()[0]}
     (workdir / "results.json").write_text(json.dumps(summary, indent=2))
     if args.doc:
-        name = f"bench-kim-f{args.features}-i{args.interactions}-{args.dtype}"
+        name = f"bench-kim-f{args.features}-i{args.interactions}-{args.dtype}-t{args.threads}"
         write_section(Path(args.doc), f"<!-- {name}:begin -->\n{markdown(summary)}\n<!-- {name}:end -->",
                       f"<!-- {name}:begin -->", f"<!-- {name}:end -->", "# KIM")
         print(f"table written to {args.doc} (section {name})")
