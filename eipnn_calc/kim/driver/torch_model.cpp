@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <cstring>
@@ -88,6 +89,10 @@ bool TorchModel::Evaluate(ModelGraph const & graph, ModelResults * results,
   try {
     // Forces and the virial come from autograd inside the module.
     torch::AutoGradMode grad_enabled(true);
+    // No graph-executor optimisation: the edge count changes on every MD step (edges are
+    // cut at r_c here, not with a skin), and the profiling executor would re-specialise the
+    // graph for each new shape; on the CPU the optimised graph is no faster anyway.
+    torch::jit::GraphOptimizerEnabledGuard no_respecialising(false);
     torch::Tensor positions =
         torch::from_blob(const_cast<double *>(graph.positions.data()), {n, 3}, torch::kFloat64)
             .to(floats, /*non_blocking=*/false, /*copy=*/true);
