@@ -16,6 +16,7 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
+from markdown_section import write_section  # benchmarks/, beside this module
 
 
 def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
@@ -34,6 +35,13 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
     except NothingSelected as error:  # e.g. raw energies: every train class is K
         (folder / "nothing_selected.txt").write_text(str(error) + "\n")
         return {}
+
+
+def publish(section: str, results: str, begin: str, end: str) -> int:
+    """Put a generated section into the results file (between its markers) and print it."""
+    write_section(Path(results), section, begin, end, "# Results")
+    print(section)
+    return 0
 
 
 def read(runs_dir: Path, name: str) -> dict | None:

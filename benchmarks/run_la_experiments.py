@@ -23,9 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiment_runs import (LA_DIAGNOSTICS_HEADER, add_run_arguments, la_diagnostics_row, mean_std,
+from experiment_runs import (LA_DIAGNOSTICS_HEADER, add_run_arguments, la_diagnostics_row, mean_std, publish,
                              read, run_once)  # benchmarks/, beside this script
-from markdown_section import write_section
 
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
 ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
@@ -81,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             common = args.overrides + ["data.split_seed=1", "seed=1", f"la.alpha={alpha}"]
             for suffix, extra in ABLATIONS.items():
                 run_once(args.config, f"{args.prefix}la_s1_{suffix}", common + extra, runs_dir)
-    section = report(runs_dir, args.prefix, args.seeds)
-    write_section(Path(args.results), section, BEGIN, END, "# Results")
-    print(section)
-    return 0
+    return publish(report(runs_dir, args.prefix, args.seeds), args.results, BEGIN, END)
 
 
 if __name__ == "__main__":

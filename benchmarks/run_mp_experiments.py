@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiment_runs import add_run_arguments, mean_std, read, run_once  # benchmarks/, beside this script
-from markdown_section import write_section
+from experiment_runs import add_run_arguments, mean_std, publish, read, run_once  # benchmarks/, beside this script
 
 BEGIN, END = "<!-- multitask:begin -->", "<!-- multitask:end -->"
 STRATEGIES = {  # strategy -> (run-name tag, config option holding its YAML)
@@ -98,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 config_path = getattr(args, STRATEGIES[strategy][1])
                 overrides = args.overrides + [f"data.split_seed={seed}", f"seed={seed}", f"strategy={strategy}"]
                 run_once(config_path, run_name(args.prefix, strategy, seed), overrides, runs_dir)
-    section = report(runs_dir, args.prefix, args.seeds)
-    write_section(Path(args.results), section, BEGIN, END, "# Results")
-    print(section)
-    return 0
+    return publish(report(runs_dir, args.prefix, args.seeds), args.results, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiment_runs import (LA_DIAGNOSTICS_HEADER, la_diagnostics_row, mean_std, read,  # benchmarks/
+from experiment_runs import (LA_DIAGNOSTICS_HEADER, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
                              run_once)
-from markdown_section import write_section
 
 BEGIN, END = "<!-- soapnet:begin -->", "<!-- soapnet:end -->"
 STRATEGIES = {  # label -> (run-name tag, example config)
@@ -86,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             for tag, config in STRATEGIES.values():
                 overrides = args.overrides + [f"data.split_seed={seed}", f"seed={seed}"]
                 run_once(config, f"{PREFIX}{tag}_s{seed}", overrides, runs_dir)
-    section = report(runs_dir, args.seeds)
-    write_section(Path(args.results), section, BEGIN, END, "# Results")
-    print(section)
-    return 0
+    return publish(report(runs_dir, args.seeds), args.results, BEGIN, END)
 
 
 if __name__ == "__main__":
