@@ -60,6 +60,14 @@ def mean_std(values: list[float], digits: int = 4) -> str:
     return f"{np.mean(values):.{digits}f} ({np.std(values, ddof=1):.{digits}f})"
 
 
+def change(values: list[float], reference: list[float]) -> str:
+    """Relative change of the mean of ``values`` against the mean of ``reference``, in %;
+    '' when either is empty."""
+    if not values or not reference:
+        return ""
+    return f"{100 * (np.mean(values) / np.mean(reference) - 1):+.1f} %"
+
+
 LA_DIAGNOSTICS_HEADER = [
     "| seed | train classes (EIP: count) | val accuracy (majority share) | selected / pool "
     "| outliers (by severity) | alpha chosen | val MAE by alpha |",

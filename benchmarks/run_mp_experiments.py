@@ -24,9 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from experiment_runs import add_run_arguments, mean_std, publish, read, run_once  # benchmarks/, beside this script
+from experiment_runs import add_run_arguments, change, mean_std, publish, read, run_once  # benchmarks/, beside this script
 
 BEGIN, END = "<!-- multitask:begin -->", "<!-- multitask:end -->"
 STRATEGIES = {  # strategy -> (run-name tag, config option holding its YAML)
@@ -39,13 +37,6 @@ PAPER = "the paper (KIM-Si, SchNet): 0.4805 -> MP 0.4034 (-16 %), MP+LA 0.3719 (
 
 def run_name(prefix: str, strategy: str, seed: int) -> str:
     return f"{prefix}{STRATEGIES[strategy][0]}_s{seed}"
-
-
-def change(values: list[float], reference: list[float]) -> str:
-    """Relative change of the mean against the baseline mean, in %."""
-    if not values or not reference:
-        return ""
-    return f"{100 * (np.mean(values) / np.mean(reference) - 1):+.1f} %"
 
 
 def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiment_runs import (LA_DIAGNOSTICS_HEADER, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
+from experiment_runs import (LA_DIAGNOSTICS_HEADER, change, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
                              run_once)
 
 BEGIN, END = "<!-- soapnet:begin -->", "<!-- soapnet:end -->"
@@ -29,10 +29,6 @@ STRATEGIES = {  # label -> (run-name tag, example config)
 }
 PAPER = {"baseline": 0.7706, "LA": 0.5595, "MP": 0.5717, "MP+LA": 0.5307}  # KIM-Si, config MAE eV
 PREFIX = "si_pbe_soapnet_"
-
-
-def change(value: float, reference: float) -> str:
-    return f"{100 * (value / reference - 1):+.0f} %"
 
 
 def report(runs_dir: Path, seeds: list[int]) -> str:
@@ -57,8 +53,8 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
                  for r in runs.values()]
         done = [r for r in runs.values() if r]
         config = [r["test_config_mae_ev"] for r in done]
-        versus = change(sum(config) / len(config), sum(base) / len(base)) if config and base and label != "baseline" else ""
-        paper = f"{PAPER[label]:.4f}" + (f" ({change(PAPER[label], PAPER['baseline'])})" if label != "baseline" else "")
+        versus = change(config, base) if label != "baseline" else ""
+        paper = f"{PAPER[label]:.4f}" + (f" ({change([PAPER[label]], [PAPER['baseline']])})" if label != "baseline" else "")
         lines.append(f"| {label} | {' | '.join(cells)} | {mean_std(config)} | {versus} "
                      f"| {mean_std([r['test_atom_mae_ev_per_atom'] for r in done])} | {paper} |")
     for label in ("LA", "MP+LA"):

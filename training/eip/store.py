@@ -66,7 +66,7 @@ def default_store_path() -> Path:
 
 
 class _Chunk(NamedTuple):
-    """The columns of a chunk row, packed: what ``put`` writes and ``_read_new`` reads."""
+    """The columns of a chunk row, packed: what ``put`` writes and ``_entries`` reads."""
 
     hashes: bytes  # n x 16 bytes
     n_atoms: bytes  # n int32
