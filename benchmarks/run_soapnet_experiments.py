@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiment_runs import (LA_DIAGNOSTICS_HEADER, change, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
+from experiment_runs import (LA_DIAGNOSTICS_HEADER, change, change_on_shared_seeds, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
                              run_once)
 
 BEGIN, END = "<!-- soapnet:begin -->", "<!-- soapnet:end -->"
@@ -47,13 +47,12 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
              "| strategy | " + " | ".join(f"seed {s} config / atom MAE" for s in seeds)
              + " | config MAE, mean (std) | vs baseline | atom MAE, mean (std) | paper (KIM-Si) config MAE |",
              "| --- | " + " | ".join("---" for _ in seeds) + " | ---: | ---: | ---: | ---: |"]
-    base = [r["test_config_mae_ev"] for r in found["baseline"].values() if r]
     for label, runs in found.items():
         cells = [f"{r['test_config_mae_ev']:.4f} / {r['test_atom_mae_ev_per_atom']:.4f}" if r else "not run"
                  for r in runs.values()]
         done = [r for r in runs.values() if r]
         config = [r["test_config_mae_ev"] for r in done]
-        versus = change(config, base) if label != "baseline" else ""
+        versus = change_on_shared_seeds(runs, found["baseline"]) if label != "baseline" else ""
         paper = f"{PAPER[label]:.4f}" + (f" ({change([PAPER[label]], [PAPER['baseline']])})" if label != "baseline" else "")
         lines.append(f"| {label} | {' | '.join(cells)} | {mean_std(config)} | {versus} "
                      f"| {mean_std([r['test_atom_mae_ev_per_atom'] for r in done])} | {paper} |")
