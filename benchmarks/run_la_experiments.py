@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(p, "la")
     p.add_argument("--config", default="examples/si_pbe_schnet_la.yaml")
     p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
+                   help="which seed-1 ablations to run (default: all, in this order)")
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
@@ -83,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_ablations and 1 in args.seeds:
             alpha = read(runs_dir, f"{args.prefix}la_s1")["la"]["alpha"]
             common = args.overrides + ["data.split_seed=1", "seed=1", f"la.alpha={alpha}"]
-            for suffix, extra in ABLATIONS.items():
-                run_once(args.config, f"{args.prefix}la_s1_{suffix}", common + extra, runs_dir)
+            for suffix in args.ablations:
+                run_once(args.config, f"{args.prefix}la_s1_{suffix}", common + ABLATIONS[suffix], runs_dir)
     return publish(report(runs_dir, args.prefix, args.seeds), args.results, BEGIN, END)
 
 

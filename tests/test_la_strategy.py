@@ -8,6 +8,7 @@ import json
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from models import sw_lattice_configurations
@@ -124,6 +125,24 @@ def test_resume_of_a_finished_run_retrains_nothing(searched, workspace):
     assert classifier.stat().st_mtime_ns == before[0]
     assert results["test_config_mae_ev"] == before[1]["test_config_mae_ev"]
     assert results["la"]["classifier"] == before[1]["la"]["classifier"]
+
+
+def test_runs_differing_only_after_the_classifier_share_it(searched, workspace):
+    """An ablation (other name, MSE for the EIP rows) loads the search run's classifier;
+    another class threshold is another classifier, trained anew."""
+    first = json.loads((searched / "results.json").read_text())["la"]
+    assert first["classifier"]["reused"] is False
+    ablation = train(load_config(workspace / "la.yaml", ["name=la_mse", "la.eip_loss=mse", "la.alpha=10"]))["la"]
+    assert ablation["classifier"]["reused"] is True
+    assert ablation["classifier"]["shared_dir"] == first["classifier"]["shared_dir"]
+    weights = [torch.load(run / "checkpoints" / "classifier" / "best.pt", weights_only=False)["model"]
+               for run in (searched, workspace / "runs" / "la_mse")]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert ((workspace / "runs" / "la_mse" / "la" / "selection.csv").read_text()
+            == (searched / "la" / "selection.csv").read_text())
+    other = train(load_config(workspace / "la.yaml", ["name=la_t2", "la.threshold_ev_per_atom=0.2"]))["la"]
+    assert other["classifier"]["reused"] is False
+    assert other["classifier"]["shared_dir"] != first["classifier"]["shared_dir"]
 
 
 def test_pool_seal_refuses_reads_before_training_is_done():

@@ -90,6 +90,7 @@ class PretrainConfig:
     grad_clip: float = 5.0
     max_unlabeled: Optional[int] = None
     label_workers: int = 1
+    classifier_dir: Optional[str] = None
     checkpoint_dir: Optional[str] = None
 
 
@@ -105,7 +106,8 @@ class LAConfig:
     ``eip_loss``: ``tukey`` or ``mse`` (ablation). ``confidence``: ``all``, ``low``,
     ``medium`` or ``high`` third of the selected. ``select_eips``: keep only configurations
     labelled by these EIPs (names, ``best`` or ``worst`` by train MAE); None keeps all.
-    ``max_unlabeled`` keeps a random n of the pool (quick runs).
+    ``max_unlabeled`` keeps a random n of the pool (quick runs). ``classifier_dir``: where
+    trained classifiers are kept for reuse (None: ``<runs_dir>/classifiers``).
     """
 
     eips: list = field(default_factory=lambda: ["si"])
@@ -121,6 +123,7 @@ class LAConfig:
     select_eips: Optional[list] = None
     max_unlabeled: Optional[int] = None
     label_workers: int = 1
+    classifier_dir: Optional[str] = None
 
 
 @dataclass

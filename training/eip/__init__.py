@@ -10,7 +10,7 @@ See docs/labelling.md.
 """
 from .alignment import Alignment, fit_alignment, species_counts
 from .calculator import EIPCalculator
-from .catalogue import GROUPS, expand, resolve
+from .catalogue import GROUPS, eip_ids, expand, resolve
 from .engine import label
 from .evaluation import MAX_ENERGY_PER_ATOM_EV
 from .errors import (
@@ -41,6 +41,7 @@ __all__ = [
     "UnknownEIP",
     "UnsupportedSpecies",
     "WorkerCrashed",
+    "eip_ids",
     "expand",
     "fit_alignment",
     "label",

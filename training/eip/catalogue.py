@@ -200,6 +200,12 @@ def expand(names: list[str] | tuple[str, ...] | str) -> list[str]:
     return expanded
 
 
+def eip_ids(names: list[str]) -> list[str]:
+    """Store keys of the EIPs named (groups expanded), in order: they identify the EIPs in
+    cache keys (a KIM ID names one exact model version)."""
+    return [resolve(name).eip_id for name in expand(names)]
+
+
 def catalogue_rows() -> list[tuple[str, str, bool]]:
     """(short name, KIM ID or calculator identity, installed) for every catalogued EIP."""
     rows = []

@@ -4,7 +4,8 @@ Stages, each leaving its files in the run folder (``la/``):
 1. EIP energies of train, val and the pool (label store), aligned on train; class targets
    of train and val (``la/classes.json``).
 2. The K+1 classifier (``checkpoints/classifier/best.pt``, ``la/classifier_metrics.csv``,
-   ``la/confusion.png``), reused as is on ``--resume``.
+   ``la/confusion.png``), reused as is on ``--resume``; a run without one takes the shared
+   classifier of the same key (``classifier_cache.py``) or trains and shares it.
 3. Selection from the pool (``la/selection.csv``).
 4. The potential for each alpha (one, or the grid), the chosen alpha's weights copied to
    ``checkpoints/best.pt``; test, export, plots as the baseline (``la/alpha_search.csv``,
@@ -24,7 +25,7 @@ import torch
 
 from ...config import RunConfig, save_config
 from ...data.batching import KIND_DFT, Rows
-from ...eip import expand
+from ...eip import eip_ids, expand
 from ...export import export_model
 from ...models.potential import Potential
 from ...plots import learning_curves, parity_plot
@@ -35,6 +36,7 @@ from ...train.session import DTYPES, TrainingData, fit_reference, model_spec, pr
 from ..baseline import fit_settings
 from .alpha import AugmentedTraining, load_best, search_alpha
 from .classifier import EIPClassifier, build_classifier
+from .classifier_cache import ClassifierFolder, classifier_key
 from .classifier_training import ClassifierSettings, class_probabilities, confusion_matrix, fit_classifier
 from .errors import NothingSelected
 from .report import (PoolSeal, alpha_plot, class_balance, confusion_plot, outlier_report, write_history,
@@ -62,35 +64,50 @@ def class_rows(data: TrainingData, table: EIPTable, split: str, threshold: float
     return Rows(indices, classes.astype(np.float64)[:, None], np.ones(len(indices)), np.full(len(indices), KIND_DFT))
 
 
+def fit_new_classifier(config: RunConfig, data: TrainingData, model: EIPClassifier, num_classes: int,
+                       train: Rows, val: Rows) -> dict[str, Any]:
+    """Train ``model`` from scratch; its weights, validation summary and history."""
+    t, la = config.train, config.la
+    dtype = DTYPES[t.dtype]
+    settings = ClassifierSettings(la.classifier_epochs, la.classifier_lr, la.lr_ratio, t.grad_clip,
+                                  config.device, dtype, config.progress)
+    result = fit_classifier(model, data.loader(train, t.batch_size, shuffle=True, seed=config.seed),
+                            data.loader(val, t.eval_batch_size), settings)
+    _, probabilities = class_probabilities(model, data.loader(val, t.eval_batch_size),
+                                           torch.device(config.device), dtype)
+    true = val.targets[:, 0].astype(np.int64)
+    matrix = confusion_matrix(true, probabilities.argmax(axis=1), num_classes)
+    summary = {"val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
+               "val_confusion": matrix.tolist(),
+               "val_accuracy_of_majority_class": float(np.bincount(true).max() / len(true))}
+    return {"model": model.state_dict(), "summary": summary, "history": result.history}
+
+
 def train_classifier(config: RunConfig, data: TrainingData, table: EIPTable, run: RunFolder,
                      train: Rows, val: Rows, resume: bool) -> tuple[EIPClassifier, dict]:
-    """Stage 2: the fitted classifier (from its checkpoint on resume) and its report."""
+    """Stage 2: the classifier and its report. On ``resume`` the run's own checkpoint;
+    otherwise the shared one with the same key (``classifier_cache``), trained when new."""
     spec = model_spec(config, data.species)
     model = build_classifier(spec, table.num_classes, config.seed)
-    folder = run.checkpoints / "classifier"
-    stored = folder / "best.pt"
-    dtype = DTYPES[config.train.dtype]
+    stored = run.checkpoints / "classifier" / "best.pt"
     if resume and stored.exists():
-        state = torch.load(stored, map_location=config.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        model.to(device=torch.device(config.device), dtype=dtype)
-        summary = state["summary"]
+        state = torch.load(stored, map_location="cpu", weights_only=False)
     else:
-        t, la = config.train, config.la
-        settings = ClassifierSettings(la.classifier_epochs, la.classifier_lr, la.lr_ratio, t.grad_clip,
-                                      config.device, dtype, config.progress)
-        result = fit_classifier(model, data.loader(train, t.batch_size, shuffle=True, seed=config.seed),
-                                data.loader(val, t.eval_batch_size), settings)
-        write_history(result.history, run.path / "la" / "classifier_metrics.csv")
-        _, probabilities = class_probabilities(model, data.loader(val, t.eval_batch_size),
-                                               torch.device(config.device), dtype)
-        true = val.targets[:, 0].astype(np.int64)
-        matrix = confusion_matrix(true, probabilities.argmax(axis=1), table.num_classes)
-        summary = {"val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
-                   "val_confusion": matrix.tolist(),
-                   "val_accuracy_of_majority_class": float(np.bincount(true).max() / len(true))}
-        folder.mkdir(parents=True, exist_ok=True)
-        save_atomic({"model": model.state_dict(), "summary": summary}, stored)
+        key = classifier_key(config, spec, data.split.dataset.geometry_hash(), eip_ids(config.la.eips))
+        folder = ClassifierFolder(config, key)
+        with folder.locked():
+            reused = folder.done
+            if not reused:
+                folder.write_config(config)
+                folder.save(fit_new_classifier(config, data, model, table.num_classes, train, val))
+            state = folder.load()
+        state["summary"] = {**state["summary"], "shared_dir": str(folder.path), "reused": reused}
+        write_history(state["history"], run.path / "la" / "classifier_metrics.csv")
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic({"model": state["model"], "summary": state["summary"]}, stored)
+    model.load_state_dict(state["model"])
+    model.to(device=torch.device(config.device), dtype=DTYPES[config.train.dtype])
+    summary = state["summary"]
     confusion_plot(np.array(summary["val_confusion"]), table.names, summary["val_accuracy"],
                    run.path / "la" / "confusion.png")
     return model, summary

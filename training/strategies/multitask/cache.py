@@ -16,27 +16,20 @@ process is pretraining it.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
-import hashlib
-import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import torch
-import yaml
-
-from ...config import RunConfig, save_config
+from ...config import RunConfig
+from ...keyed_folder import KeyedFolder, KeyMismatch
 from ...models.build import ModelSpec
-from ...train.checkpoint import save_atomic
 
 # Settings that change where or how fast, not what, is pretrained.
 _NOT_IN_KEY = ("label_workers", "checkpoint_dir")
 
 
-class PretrainCacheError(RuntimeError):
+class PretrainCacheError(KeyMismatch):
     """A pretrained-checkpoint folder does not belong to the pretraining asked for."""
 
 
@@ -55,57 +48,26 @@ def pretrain_key(config: RunConfig, spec: ModelSpec, geometry_hash: str, eip_ids
     }
 
 
-def key_digest(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def pretrain_root(config: RunConfig) -> Path:
     return Path(config.pretrain.checkpoint_dir or Path(config.runs_dir) / "pretrained")
 
 
-class PretrainFolder:
+class PretrainFolder(KeyedFolder):
+    result_name = "pretrained.pt"
+    mismatch = PretrainCacheError
+
     def __init__(self, root: Path, key: dict[str, Any]) -> None:
-        self.key = key
-        self.path = Path(root) / f"mp-{key_digest(key)}"
+        super().__init__(root, "mp", key, "pretraining", "pretrain.checkpoint_dir")
 
     checkpoints = property(lambda self: self.path / "checkpoints")
-    result = property(lambda self: self.path / "pretrained.pt")
     metrics = property(lambda self: self.path / "metrics.csv")
 
-    @property
-    def done(self) -> bool:
-        return self.result.exists()
+    def make_dirs(self) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
 
     @property
     def started(self) -> bool:
         return (self.checkpoints / "last.pt").exists()
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator["PretrainFolder"]:
-        """Hold the folder's lock: a second process with the same pretraining waits here,
-        then finds ``pretrained.pt`` and reuses it."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                self._check_key()
-                yield self
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _check_key(self) -> None:
-        stored = self.path / "key.yaml"
-        if not stored.exists():
-            stored.write_text(yaml.safe_dump(self.key, sort_keys=True))
-            return
-        if yaml.safe_load(stored.read_text()) != json.loads(json.dumps(self.key)):
-            raise PretrainCacheError(
-                f"'{self.path}' holds a different pretraining than its name says (key.yaml "
-                "differs): delete that folder or set pretrain.checkpoint_dir elsewhere"
-            )
-
-    def write_config(self, config: RunConfig) -> None:
-        save_config(config, self.path / "config.yaml")
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         if history:
@@ -113,9 +75,3 @@ class PretrainFolder:
                 writer = csv.DictWriter(handle, fieldnames=list(history[0]))
                 writer.writeheader()
                 writer.writerows(history)
-
-    def save(self, payload: dict[str, Any]) -> None:
-        save_atomic(payload, self.result)
-
-    def load(self) -> dict[str, Any]:
-        return torch.load(self.result, map_location="cpu", weights_only=False)

@@ -10,13 +10,14 @@ from typing import Any
 import torch
 
 from ...config import RunConfig
+from ...eip import eip_ids
 from ...models.build import ModelSpec
 from ...train.loop import FitSettings, fit
 from ...train.schedules import slanted_triangular
 from ...train.session import DTYPES, TrainingData, model_spec, prepare_data, seeded_potential
 from .cache import PretrainFolder, pretrain_key, pretrain_root
 from .objective import MONITOR, eip_metrics, multitask_mse
-from .targets import eip_ids, eip_rows, fit_multitask_reference, subsample
+from .targets import eip_rows, fit_multitask_reference, subsample
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.batching import KIND_EIP, Rows
-from ...eip import Labels, expand, label, resolve
+from ...eip import Labels, label
 from ...models.potential import Potential
 from ...train.reference import fit_reference_energies, set_reference, species_counts
 from ...train.session import TrainingData
@@ -18,11 +18,6 @@ from ...train.session import TrainingData
 
 class MissingEIPEnergies(ValueError):
     """An EIP gave no energy on any configuration of a split: it cannot be pretrained on."""
-
-
-def eip_ids(names: list[str]) -> list[str]:
-    """Store keys of the EIPs named (groups expanded), in order: part of the pretraining key."""
-    return [resolve(name).eip_id for name in expand(names)]
 
 
 def subsample(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
