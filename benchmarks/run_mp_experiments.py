@@ -59,19 +59,24 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
             f"| {strategy} | {','.join(map(str, done)) or '-'} | {mean_std(config_mae)} | "
             f"{change_on_shared_seeds(runs, found['baseline']) if strategy != 'baseline' else ''} | {mean_std(atom_mae)} | "
             f"{mean_std(pretrain, 1) if pretrain else ''} | {', '.join(devices)} |")
-    lines += ["", "Per seed (config MAE eV / atom MAE eV/atom; MP: best pretraining epoch, its "
-              "validation EIP-energy MAE in eV, and the pretraining wall time):", "",
-              "| seed | baseline | MP | MP+LA | MP pretraining |", "| --- | --- | --- | --- | --- |"]
+    lines += ["", "Per seed (config MAE eV / atom MAE eV/atom; LA from `run_la_experiments.py`, the same "
+              "classifier and selection as MP+LA; MP: best pretraining epoch, its validation "
+              "EIP-energy MAE in eV, and the pretraining wall time; MP+LA: the alpha chosen on validation):", "",
+              "| seed | baseline | LA | MP | MP+LA | MP pretraining | MP+LA alpha |",
+              "| --- | --- | --- | --- | --- | --- | ---: |"]
     for seed in seeds:
-        cells = []
-        for strategy in STRATEGIES:
-            r = found[strategy][seed]
-            cells.append(f"{r['test_config_mae_ev']:.4f} / {r['test_atom_mae_ev_per_atom']:.4f}" if r else "")
-        mp = found["mp"][seed]
+        la = read(runs_dir, f"{prefix}la_s{seed}")
+        cells = [_maes(found["baseline"][seed]), _maes(la), _maes(found["mp"][seed]), _maes(found["mp+la"][seed])]
+        mp, mp_la = found["mp"][seed], found["mp+la"][seed]
         pre = (f"epoch {mp['pretrain_best_epoch']}, {mp['pretrain_best_val_eip_mae_ev']:.3f} eV, "
                f"{mp['pretrain_seconds'] / 60:.1f} min" if mp else "")
-        lines.append(f"| {seed} | {' | '.join(cells)} | {pre} |")
+        alpha = f"{mp_la['la']['alpha']:g}" if mp_la else ""
+        lines.append(f"| {seed} | {' | '.join(cells)} | {pre} | {alpha} |")
     return "\n".join(lines + [END]) + "\n"
+
+
+def _maes(result: dict | None) -> str:
+    return f"{result['test_config_mae_ev']:.4f} / {result['test_atom_mae_ev_per_atom']:.4f}" if result else ""
 
 
 def main(argv: list[str] | None = None) -> int:
