@@ -90,7 +90,6 @@ class PretrainConfig:
     grad_clip: float = 5.0
     max_unlabeled: Optional[int] = None
     label_workers: int = 1
-    classifier_dir: Optional[str] = None
     checkpoint_dir: Optional[str] = None
 
 
