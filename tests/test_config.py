@@ -58,6 +58,7 @@ def test_resolved_config_round_trips(tmp_path):
     ("train: {epochs: 0}\n", "config key 'train.epochs' must be > 0"),
     ("data: {max_val: 0}\n", "config key 'data.max_val' must be >= 1"),
     ("train: {dtype: float16}\n", "config key 'train.dtype' must be one of"),
+    ("train: {compile: true, force_weight: 0.1}\n", "'train.compile' needs train.force_weight 0"),
 ])
 def test_bad_configs_fail_naming_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ import ase.io
 import pytest
 import torch
 from models import sw_lattice_configurations
+from torch._dynamo.utils import counters
 
 from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_training.cli.export import export_run
@@ -133,6 +134,23 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(workspace):
     assert all(torch.equal(a[key], b[key]) for key in a)
     results = [json.loads((c.run_dir / "results.json").read_text()) for c in (whole, cut)]
     assert results[0]["test_config_mae_ev"] == results[1]["test_config_mae_ev"]
+
+
+def test_compiled_training_follows_the_eager_one(workspace):
+    """``train.compile``: the compiler really runs the steps, and the training is the same
+    up to float32 rounding (fused kernels sum in another order)."""
+    torch._dynamo.reset()
+    counters.clear()
+    eager = small_config(workspace, "eager", epochs=3)
+    compiled = small_config(workspace, "compiled", epochs=3, compile=True)
+    train(eager)
+    assert not counters["stats"]
+    train(compiled)
+    assert counters["stats"]["unique_graphs"] >= 1
+    rows = [read_metrics(c.run_dir) for c in (eager, compiled)]
+    for key in ("train_loss", "val_config_mae"):
+        a, b = ([float(r[key]) for r in run] for run in rows)
+        assert b == pytest.approx(a, rel=1e-4), key
 
 
 def test_resume_needs_a_checkpoint(workspace):

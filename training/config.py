@@ -60,7 +60,10 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """Optimisation (METHOD.md "Baseline training"). ``force_weight`` > 0 adds a force MSE
-    term (eV/Å)² to the loss (beyond the paper; 0 = the paper's energy-only loss)."""
+    term (eV/Å)² to the loss (beyond the paper; 0 = the paper's energy-only loss).
+    ``compile``: run the training steps through ``torch.compile`` (energy-only training;
+    the same function, fused kernels: ~2x faster SchNet steps on the CPU, after a one-off
+    compile of ~20 s per process)."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -72,6 +75,7 @@ class TrainConfig:
     force_weight: float = 0.0
     dtype: str = "float32"
     eval_batch_size: int = 64
+    compile: bool = False
 
 
 @dataclass
@@ -268,6 +272,9 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"config key '{key}' must be > 0, got {value}")
     if t.force_weight < 0:
         raise ConfigError(f"config key 'train.force_weight' must be >= 0, got {t.force_weight}")
+    if t.compile and t.force_weight > 0:
+        raise ConfigError("config key 'train.compile' needs train.force_weight 0: torch.compile cannot "
+                          "differentiate the forces a second time for their loss")
     if config.pretrain.lr_ratio < 1:
         raise ConfigError(f"config key 'pretrain.lr_ratio' must be >= 1, got {config.pretrain.lr_ratio}")
     if config.pretrain.max_unlabeled is not None and config.pretrain.max_unlabeled < 1:

@@ -24,7 +24,7 @@ def fit_settings(config: RunConfig) -> FitSettings:
     return FitSettings(
         epochs=t.epochs, lr=t.lr, lr_final=t.lr_final, grad_clip=t.grad_clip,
         force_weight=t.force_weight, device=config.device, dtype=DTYPES[t.dtype],
-        progress=config.progress, loss=LOSSES[t.loss], schedule=SCHEDULES[t.schedule],
+        progress=config.progress, loss=LOSSES[t.loss], schedule=SCHEDULES[t.schedule], compile=t.compile,
     )
 
 

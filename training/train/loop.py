@@ -7,6 +7,7 @@ mid-epoch and resumed ends with the metrics of an uninterrupted run.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..data.batching import Batch, BatchLoader
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .losses import LossFunction, energy_mse
-from .metrics import batch_energies, energy_metrics
+from .metrics import AtomicEnergies, batch_energies, energy_metrics
 from .schedules import ScheduleBuilder, linear_decay
 
 Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]
@@ -40,6 +41,7 @@ class FitSettings:
     loss: LossFunction = energy_mse
     schedule: ScheduleBuilder = linear_decay
     evaluate: Evaluate = energy_metrics
+    compile: bool = False  # torch.compile the training steps (energy-only)
 
 
 @dataclass
@@ -49,16 +51,34 @@ class FitResult:
     best_metric: float = float("inf")
 
 
-def _step_loss(potential: Potential, batch: Batch, settings: FitSettings) -> torch.Tensor:
+def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
+               atomic_energies: AtomicEnergies | None = None) -> torch.Tensor:
     """Energy loss, plus the force MSE (eV/Å)² when ``force_weight`` > 0."""
     if settings.force_weight <= 0:
-        return settings.loss(batch_energies(potential, batch), batch)
+        return settings.loss(batch_energies(potential, batch, atomic_energies), batch)
     if batch.forces is None:
         raise ValueError("force_weight > 0 but the batch has no DFT forces")
     positions = batch.positions.requires_grad_(True)
     energies = batch_energies(potential, batch)
     (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=True)
     return settings.loss(energies, batch) + settings.force_weight * ((grad + batch.forces) ** 2).mean()
+
+
+def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> AtomicEnergies | None:
+    """``potential.atomic_energies`` through ``torch.compile`` when asked (None otherwise).
+
+    Worth it for SchNet: its training step is mostly memory-bound gathers, products and
+    scatters over [edges, features] that the compiler fuses into loops without those
+    temporaries. Shapes change every batch, hence ``dynamic``; ``torch.unique`` and the
+    cutoff mask have data-dependent sizes and stay eager (graph breaks). The weights are the
+    module's own, so the checkpoint, validation and export see the same model."""
+    if not settings.compile:
+        return None
+    if settings.force_weight > 0:
+        raise ValueError("compile needs force_weight 0 (torch.compile has no double backward)")
+    # Those graph breaks are by design; dynamo would warn of each on every new graph.
+    logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
+    return torch.compile(potential.atomic_energies, dynamic=True)
 
 
 def fit(
@@ -74,6 +94,7 @@ def fit(
     """Train ``potential`` in place; at the end it holds the best validation weights."""
     device = torch.device(settings.device)
     potential.to(device=device, dtype=settings.dtype)
+    atomic_energies = compiled_atomic_energies(potential, settings)
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -97,7 +118,7 @@ def fit(
         potential.train()
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, settings.dtype)
-            loss = _step_loss(potential, batch, settings)
+            loss = _step_loss(potential, batch, settings, atomic_energies)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.grad_clip)

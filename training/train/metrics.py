@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -10,10 +11,14 @@ from ..data.batching import Batch, BatchLoader
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
 
+AtomicEnergies = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-def batch_energies(potential: Potential, batch: Batch) -> torch.Tensor:
-    """Total energies [B, K] (eV) of a batch: per-atom energies summed per configuration."""
-    atomic = potential.atomic_energies(batch.positions, batch.species, batch.edge_index, batch.edge_shift)
+
+def batch_energies(potential: Potential, batch: Batch, atomic_energies: AtomicEnergies | None = None) -> torch.Tensor:
+    """Total energies [B, K] (eV) of a batch: per-atom energies summed per configuration.
+    ``atomic_energies``: a stand-in for ``potential.atomic_energies`` (its compiled form)."""
+    atomic = (atomic_energies or potential.atomic_energies)(batch.positions, batch.species, batch.edge_index,
+                                                            batch.edge_shift)
     return scatter_sum(atomic, batch.batch, batch.num_rows)
 
 

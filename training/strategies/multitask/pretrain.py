@@ -42,7 +42,7 @@ def pretrain_settings(config: RunConfig) -> FitSettings:
         epochs=p.epochs, lr=p.lr, lr_final=p.lr / p.lr_ratio, grad_clip=p.grad_clip,
         device=config.device, dtype=DTYPES[config.train.dtype], monitor=MONITOR,
         progress=config.progress, loss=multitask_mse, schedule=slanted_triangular,
-        evaluate=eip_metrics,
+        evaluate=eip_metrics, compile=config.train.compile,
     )
 
 
