@@ -56,16 +56,30 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
     lines += ["", "### Why: the LA diagnostics per seed", "", *LA_DIAGNOSTICS_HEADER]
     lines += [la_diagnostics_row(seed, result["la"]) for seed, result in la.items() if result]
     lines += ["", "### Ablations (seed 1, at the alpha LA chose on seed 1)", "",
-              "| variant | selected | config MAE | atom MAE |", "| --- | ---: | ---: | ---: |"]
+              "Every variant but raw (other class targets, so its own classifier) uses LA's classifier "
+              "(shared, `docs/label_augmentation.md`); outliers: selected "
+              "configurations whose EIP label is > 0.1 eV/atom from DFT (graded after training).", "",
+              "| variant | selected | outliers (share) | mean EIP-DFT gap (eV/atom) | best val config MAE "
+              "| test config MAE | test atom MAE |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    if base.get(1):
+        lines.append(f"| baseline (no EIP rows) | 0 | | | {base[1]['best_val_config_mae_ev']:.4f} "
+                     f"| {base[1]['test_config_mae_ev']:.4f} | {base[1]['test_atom_mae_ev_per_atom']:.4f} |")
     for suffix in ["la"] + list(ABLATIONS):
         name = f"{prefix}la_s1" if suffix == "la" else f"{prefix}la_s1_{suffix}"
         result = read(runs_dir, name)
         if (runs_dir / name / "nothing_selected.txt").exists():
-            lines.append(f"| {suffix} | 0 (nothing selected: LA = baseline) | | |")
+            lines.append(f"| {suffix} | 0 (nothing selected: LA = baseline) | | | | | |")
         elif result:
-            lines.append(f"| {suffix} | {result['la']['num_selected']} | {result['test_config_mae_ev']:.4f} "
-                         f"| {result['test_atom_mae_ev_per_atom']:.4f} |")
+            lines.append(ablation_row(suffix, result))
     return "\n".join(lines + [END]) + "\n"
+
+
+def ablation_row(variant: str, result: dict) -> str:
+    outliers = result["la"]["outliers"]
+    return (f"| {variant} | {result['la']['num_selected']} | {outliers['num_outliers']} "
+            f"({outliers['outlier_fraction']:.0%}) | {outliers['mean_gap_ev_per_atom']:.3f} "
+            f"| {result['best_val_config_mae_ev']:.4f} | {result['test_config_mae_ev']:.4f} "
+            f"| {result['test_atom_mae_ev_per_atom']:.4f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
