@@ -75,6 +75,34 @@ def change_on_shared_seeds(runs: dict[int, dict | None], baseline: dict[int, dic
     return change([runs[s]["test_config_mae_ev"] for s in seeds], [baseline[s]["test_config_mae_ev"] for s in seeds])
 
 
+def strategy_plot(maes: dict[str, dict[int, float]], seeds: list[int], path: Path, title: str) -> None:
+    """Test configuration MAE (eV) per split seed, one bar per strategy (a gap while a run
+    has not finished), and a last group with the mean and sample std over the seeds of the
+    strategies that finished them all."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    width = 0.8 / len(maes)
+    figure, axis = plt.subplots(figsize=(7.5, 3.8))
+    for k, (strategy, runs) in enumerate(maes.items()):
+        offset, color = (k - (len(maes) - 1) / 2) * width, f"C{k}"
+        done = [seed for seed in seeds if seed in runs]
+        axis.bar([seeds.index(seed) + offset for seed in done], [runs[seed] for seed in done], width, color=color)
+        if len(done) == len(seeds) > 1:
+            values = [runs[seed] for seed in seeds]
+            axis.bar(len(seeds) + offset, np.mean(values), width, yerr=np.std(values, ddof=1), capsize=3,
+                     color=color)
+    axis.set_xticks(range(len(seeds) + 1), [f"split seed {seed}" for seed in seeds] + ["mean (std)"])
+    axis.set(ylabel="test configuration MAE (eV)", title=title)
+    handles = [Patch(color=f"C{k}", label=strategy) for k, strategy in enumerate(maes)]  # also for bar-less ones
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 LA_DIAGNOSTICS_HEADER = [
     "| seed | train classes (EIP: count) | val accuracy (majority share) | selected / pool "
     "| outliers (by severity) | alpha chosen | val MAE by alpha |",
