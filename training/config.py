@@ -62,7 +62,7 @@ class TrainConfig:
     """Optimisation (METHOD.md "Baseline training"). ``force_weight`` > 0 adds a force MSE
     term (eV/Å)² to the loss (beyond the paper; 0 = the paper's energy-only loss).
     ``compile``: run the training steps through ``torch.compile`` (energy-only training;
-    the same function, fused kernels: ~2x faster SchNet steps on the CPU, after a one-off
+    the same function, fused kernels: ~1.4x faster SchNet steps on the CPU, after a one-off
     compile of ~20 s per process)."""
 
     epochs: int = 100
