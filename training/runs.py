@@ -20,6 +20,15 @@ from typing import Any
 from .config import RunConfig, save_config
 
 
+
+def write_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Per-epoch rows as CSV, rewritten whole (nothing written for no rows)."""
+    if history:
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
 class RunFolderError(RuntimeError):
     """The run folder exists (or is missing) when the command needs the opposite."""
 
@@ -58,12 +67,7 @@ class RunFolder:
         save_config(config, self.config)
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        if not history:
-            return
-        with open(self.metrics, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+        write_history(history, self.metrics)
 
     def write_predictions(self, indices, num_atoms, target_ev, predicted_ev) -> None:
         with open(self.test_predictions, "w", newline="") as handle:

@@ -18,8 +18,8 @@ import torch
 from ...data.batching import BatchLoader
 from ...models.potential import Potential
 from ...train.checkpoint import load_state
+from ...runs import write_history
 from ...train.loop import FitSettings, fit
-from .report import write_history
 from .tukey import AugmentedLoss
 
 

@@ -112,15 +112,6 @@ def alpha_plot(alphas: list[float], val_mae_ev: list[float], chosen: float, path
     plt.close(figure)
 
 
-def write_history(history: list[dict], path: Path) -> None:
-    """Per-epoch rows as CSV (rewritten whole)."""
-    if history:
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-
-
 def write_selection(selection: Selection, names: list[str], path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -29,7 +29,7 @@ from ...eip import eip_ids, expand
 from ...export import export_model
 from ...models.potential import Potential
 from ...plots import learning_curves, parity_plot
-from ...runs import RunFolder
+from ...runs import RunFolder, write_history
 from ...train.checkpoint import save_atomic
 from ...train.metrics import predict
 from ...train.session import DTYPES, TrainingData, fit_reference, model_spec, prepare_data, seeded_potential
@@ -39,7 +39,7 @@ from .classifier import EIPClassifier, build_classifier
 from .classifier_cache import ClassifierFolder, classifier_key
 from .classifier_training import ClassifierSettings, class_probabilities, confusion_matrix, fit_classifier
 from .errors import NothingSelected
-from .report import (PoolSeal, alpha_plot, class_balance, confusion_plot, outlier_report, write_history,
+from .report import (PoolSeal, alpha_plot, class_balance, confusion_plot, outlier_report,
                      write_selection)
 from .selection import Selection, select
 from .targets import EIPTable, eip_atom_mae, eip_classes, eip_table, resolve_eip_columns

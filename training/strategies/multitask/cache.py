@@ -16,7 +16,6 @@ process is pretraining it.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from ...config import RunConfig
 from ...keyed_folder import KeyedFolder, KeyMismatch
 from ...models.build import ModelSpec
+from ...runs import write_history
 
 # Settings that change where or how fast, not what, is pretrained.
 _NOT_IN_KEY = ("label_workers", "checkpoint_dir")
@@ -70,8 +70,4 @@ class PretrainFolder(KeyedFolder):
         return (self.checkpoints / "last.pt").exists()
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        if history:
-            with open(self.metrics, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-                writer.writeheader()
-                writer.writerows(history)
+        write_history(history, self.metrics)
