@@ -20,7 +20,6 @@ from typing import Any
 from .config import RunConfig, save_config
 
 
-
 def write_history(history: list[dict[str, Any]], path: Path) -> None:
     """Per-epoch rows as CSV, rewritten whole (nothing written for no rows)."""
     if history:
@@ -28,6 +27,7 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
             writer = csv.DictWriter(handle, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
+
 
 class RunFolderError(RuntimeError):
     """The run folder exists (or is missing) when the command needs the opposite."""

@@ -17,8 +17,8 @@ import torch
 
 from ...data.batching import BatchLoader
 from ...models.potential import Potential
-from ...train.checkpoint import load_state
 from ...runs import write_history
+from ...train.checkpoint import load_state
 from ...train.loop import FitSettings, fit
 from .tukey import AugmentedLoss
 
