@@ -83,4 +83,5 @@ def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override,
     # A data path that does not exist: the name check must come first.
     with pytest.raises(ConfigError, match=message):
         # A flag between overrides must parse too (argparse needs intermixed parsing).
-        main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, "--overwrite", f"runs_dir={tmp_path}"])
+        main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, "--overwrite", f"runs_dir={tmp_path}",
+              "--debug"])  # --debug: the error is raised, not printed

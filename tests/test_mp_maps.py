@@ -82,7 +82,7 @@ def prepare_split_sizes(mp_run) -> dict:
 def test_maps_refuse_a_run_without_pretraining_and_the_sealed_pool(mp_run, tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"test_config_mae_ev": 1.0}))
     with pytest.raises(MapsError, match="not a finished mp"):
-        maps_main([str(tmp_path)])
+        maps_main([str(tmp_path), "--debug"])  # --debug: the error is raised, not printed
     with pytest.MonkeyPatch.context() as patch, pytest.raises(MapsError, match="DFT-labelled"):
         patch.setenv("EIPNN_CACHE", str(mp_run["root"] / "cache"))
-        maps_main([str(mp_run["config"].run_dir), "--splits", "unlabeled"])
+        maps_main([str(mp_run["config"].run_dir), "--splits", "unlabeled", "--debug"])

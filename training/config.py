@@ -17,8 +17,10 @@ from typing import Any, Optional
 
 import yaml
 
+from eipnn_calc.errors import EIPNNError
 
-class ConfigError(ValueError):
+
+class ConfigError(EIPNNError, ValueError):
     """A configuration key is unknown, has the wrong type, or an invalid value."""
 
 
@@ -222,8 +224,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ConfigError(f"override '{pair}' must look like key=value (e.g. train.epochs=3)")
         key, raw = pair.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override '{pair}': the value is not valid YAML "
+                              f"({_yaml_problem(err)})") from err
+        _set_dotted(tree, key.strip(), value)
     return tree
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, with the line and column (1-based) where it has them."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem + (f" ({context})" if context else "")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +265,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file not found: '{path}'")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(err)}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file '{path}': {err}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"config file '{path}' must hold a YAML mapping at the top")
     return config_from_dict(_merge(values, parse_overrides(overrides or [])))

@@ -19,11 +19,13 @@ from typing import Any, Iterator
 import torch
 import yaml
 
+from eipnn_calc.errors import EIPNNError
+
 from .config import RunConfig, save_config
 from .train.checkpoint import save_atomic
 
 
-class KeyMismatch(RuntimeError):
+class KeyMismatch(EIPNNError, RuntimeError):
     """A stored folder does not hold what its name says."""
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eipnn_calc.errors import EIPNNError
+
 from .config import load_config
 from .data.batching import KIND_DFT, BatchLoader, Rows
 from .models.layers import scatter_sum
@@ -27,7 +29,7 @@ from .train.session import DTYPES, model_spec, prepare_data, seeded_potential
 NEIGHBOURS = 10
 
 
-class MapsError(ValueError):
+class MapsError(EIPNNError, ValueError):
     """A run folder lacks what the maps need."""
 
 

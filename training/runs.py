@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from eipnn_calc.errors import EIPNNError
+
 from .config import RunConfig, save_config
 
 
@@ -29,7 +31,7 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
             writer.writerows(history)
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(EIPNNError, RuntimeError):
     """The run folder exists (or is missing) when the command needs the opposite."""
 
 

@@ -1,8 +1,8 @@
 """Exception classes of the KIM packaging. Each message says what was wrong and what to do."""
-from ..errors import ModelFileError
+from ..errors import EIPNNError, ModelFileError
 
 
-class KIMToolError(RuntimeError):
+class KIMToolError(EIPNNError, RuntimeError):
     """A KIM API command-line tool is missing or failed."""
 
 

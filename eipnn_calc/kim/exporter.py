@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli_errors import run_console
 from .driver_build import DRIVER_NAME, install_driver
-from .errors import KIMExportError, KIMToolError
 from .portable_model import install_portable_model, write_portable_model
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eipnn-export-kim",
         description="Package an exported eipnn model file as a KIM portable model, usable "
@@ -40,25 +40,26 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "(it must then stay there)",
     )
     parser.add_argument("--device", default="cpu", help="torch device the driver runs on")
-    return parser.parse_args(argv)
+    return parser
+
+
+def _command(args: argparse.Namespace) -> int:
+    folder = write_portable_model(
+        args.model, args.name, args.output_dir, embed=not args.reference, device=args.device
+    )
+    print(f"wrote KIM portable model folder {folder}")
+    if args.install:
+        if install_driver("user", reinstall=args.reinstall_driver):
+            print(f"installed the KIM model driver {DRIVER_NAME} (user collection)")
+        install_portable_model(folder, "user")
+        print(f"installed the KIM portable model {args.name} (user collection)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
-    try:
-        folder = write_portable_model(
-            args.model, args.name, args.output_dir, embed=not args.reference, device=args.device
-        )
-        print(f"wrote KIM portable model folder {folder}")
-        if args.install:
-            if install_driver("user", reinstall=args.reinstall_driver):
-                print(f"installed the KIM model driver {DRIVER_NAME} (user collection)")
-            install_portable_model(folder, "user")
-            print(f"installed the KIM portable model {args.name} (user collection)")
-    except (KIMExportError, KIMToolError) as err:
-        print(f"eipnn-export-kim: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    """The console script; errors (KIMExportError, KIMToolError, ...) as one line
+    (``eipnn_calc.cli_errors``), ``--debug`` for the traceback."""
+    return run_console(build_parser(), _command, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import json
 import sys
 from typing import Any
 
+from eipnn_calc.cli_errors import run_console
+
 from ..config import ConfigError, load_config
 from .train import train
 
@@ -41,8 +43,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _command(args: argparse.Namespace) -> int:
     results = alpha_search(args.config, args.overrides, args.grid, args.resume, args.overwrite)
     la = results["la"]
     print(json.dumps({"alpha_search_val_config_mae_ev": la["alpha_search"], "chosen_alpha": la["alpha"],
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
                       "test_atom_mae_ev_per_atom": results["test_atom_mae_ev_per_atom"],
                       "model_path": results["model_path"]}, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script; errors as one line (``eipnn_calc.cli_errors``), ``--debug`` for
+    the traceback."""
+    return run_console(parser(), _command, argv)
 
 
 if __name__ == "__main__":

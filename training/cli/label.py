@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from eipnn_calc.cli_errors import run_console
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eipnn-label", description=__doc__.split("\n")[0])
@@ -69,53 +71,52 @@ def _save_npz(path: str, labels) -> None:
     np.savez(path, **arrays)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from ..eip.errors import EIPError
-
-    try:
-        if args.list:
-            print(_list())
-            return 0
-        if args.report:
-            from ..eip.report import DEFAULT_REPORT_PATH, eip_accuracy_report
-
-            print(
-                eip_accuracy_report(
-                    seeds=tuple(args.seeds),
-                    workers=args.workers,
-                    store=args.store,
-                    output=args.output or DEFAULT_REPORT_PATH,
-                )
-            )
-            return 0
-        if args.source is None:
-            print("eipnn-label: give a source (extxyz file or si-pbe), --list or --report",
-                  file=sys.stderr)
-            return 2
-        from ..eip.engine import label
-
-        start = time.perf_counter()
-        labels = label(
-            args.source,
-            args.eips,
-            workers=args.workers,
-            store=args.store,
-            with_forces=args.forces,
-            retry_missing=args.retry_missing,
-        )
-        seconds = time.perf_counter() - start
-        print(labels.summary_text())
-        print(
-            f"{len(labels.hashes)} configurations x {len(labels.names)} EIPs in {seconds:.1f} s "
-            f"({int(labels.n_computed.sum())} computed, the rest from the store)"
-        )
-        if args.output:
-            _save_npz(args.output, labels)
+def _command(args: argparse.Namespace) -> int:
+    if args.list:
+        print(_list())
         return 0
-    except (EIPError, FileNotFoundError) as error:
-        print(f"eipnn-label: {error}", file=sys.stderr)
-        return 1
+    if args.report:
+        from ..eip.report import DEFAULT_REPORT_PATH, eip_accuracy_report
+
+        print(
+            eip_accuracy_report(
+                seeds=tuple(args.seeds),
+                workers=args.workers,
+                store=args.store,
+                output=args.output or DEFAULT_REPORT_PATH,
+            )
+        )
+        return 0
+    if args.source is None:
+        print("eipnn-label: error: give a source (extxyz file or si-pbe), --list or --report",
+              file=sys.stderr)
+        return 2
+    from ..eip.engine import label
+
+    start = time.perf_counter()
+    labels = label(
+        args.source,
+        args.eips,
+        workers=args.workers,
+        store=args.store,
+        with_forces=args.forces,
+        retry_missing=args.retry_missing,
+    )
+    seconds = time.perf_counter() - start
+    print(labels.summary_text())
+    print(
+        f"{len(labels.hashes)} configurations x {len(labels.names)} EIPs in {seconds:.1f} s "
+        f"({int(labels.n_computed.sum())} computed, the rest from the store)"
+    )
+    if args.output:
+        _save_npz(args.output, labels)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script; errors as one line (``eipnn_calc.cli_errors``), ``--debug`` for
+    the traceback."""
+    return run_console(_parser(), _command, argv)
 
 
 if __name__ == "__main__":

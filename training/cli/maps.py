@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from eipnn_calc.cli_errors import run_console
+
 from ..representation_maps import run_maps
 
 
@@ -27,12 +29,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _command(args: argparse.Namespace) -> int:
     summary = run_maps(args.run_dir, args.output, tuple(args.splits.split(",")), args.max,
                        args.seed, args.perplexity, args.threads)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script; errors as one line (``eipnn_calc.cli_errors``), ``--debug`` for
+    the traceback."""
+    return run_console(parser(), _command, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any, Callable
 
+from eipnn_calc.cli_errors import run_console
+
 from ..config import RunConfig, load_config
 from ..runs import RunFolder
 from ..strategies.baseline import run_baseline
@@ -41,13 +43,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)  # flags may sit between overrides
+def _command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     results = train(config, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({k: results[k] for k in (
         "test_config_mae_ev", "test_atom_mae_ev_per_atom", "best_epoch", "model_path")}, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script; errors as one line (``eipnn_calc.cli_errors``), ``--debug`` for
+    the traceback."""
+    return run_console(parser(), _command, argv, intermixed=True)  # flags may sit between overrides
 
 
 if __name__ == "__main__":

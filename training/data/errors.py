@@ -1,7 +1,9 @@
 """Exception classes of the data layer. Each message says what was wrong and what to do."""
 
+from eipnn_calc.errors import EIPNNError
 
-class DataError(ValueError):
+
+class DataError(EIPNNError, ValueError):
     """A dataset or split cannot be used for training."""
 
 

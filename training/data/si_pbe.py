@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DatasetFileError, MissingEnergyError
+
 SI_PBE_FILES = ("pyxtal_si.xyz.gz", "defects_surfaces_md_si.xyz.gz")
 SI_PBE_MAX_ENERGY_PER_ATOM = -4.0
 SPLIT_NAMES = ("unlabeled", "train", "val", "test")
@@ -59,7 +61,10 @@ def _read_cached(path: Path) -> list:
     if cached.exists():
         with open(cached, "rb") as handle:
             return pickle.load(handle)
-    configurations = ase.io.read(path, ":")
+    try:
+        configurations = ase.io.read(path, ":")
+    except Exception as err:  # ase raises many kinds; say which file, keep the cause
+        raise DatasetFileError(f"could not read si-pbe file '{path}': {err}") from err
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".tmp{os.getpid()}")
     with open(partial, "wb") as handle:
@@ -75,10 +80,16 @@ def load_si_pbe(data_dir: str | os.PathLike | None = None) -> list:
     for name in SI_PBE_FILES:
         path = data_dir / name
         if not path.exists():
-            raise FileNotFoundError(
-                f"si-pbe file not found: '{path}' (set EIPNN_SI_PBE to the si-pbe folder)"
+            raise DatasetFileError(
+                f"si-pbe file not found: '{path}' (set EIPNN_SI_PBE or data.si_pbe_dir to the "
+                "si-pbe folder)"
             )
-        for atoms in _read_cached(path):
+        for index, atoms in enumerate(_read_cached(path)):
+            if atoms.calc is None or "energy" not in atoms.calc.results:
+                raise MissingEnergyError(
+                    f"configuration {index} of si-pbe file '{path}' has no DFT energy: "
+                    "the file is not the si-pbe data set"
+                )
             if atoms.get_potential_energy() / len(atoms) <= SI_PBE_MAX_ENERGY_PER_ATOM:
                 configurations.append(atoms)
     return configurations

@@ -1,8 +1,10 @@
 """Errors of the EIP labelling engine. Each message says what was wrong and what to do."""
 from __future__ import annotations
 
+from eipnn_calc.errors import EIPNNError
 
-class EIPError(Exception):
+
+class EIPError(EIPNNError):
     """Base class of every labelling error."""
 
 

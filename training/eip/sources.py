@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..data.errors import DatasetFileError
+
 DATASETS = ("si-pbe",)
 
 
@@ -18,13 +20,18 @@ def load_configurations(source) -> list:
             return load_si_pbe()
         path = Path(source)
         if not path.exists():
-            raise FileNotFoundError(
+            raise DatasetFileError(
                 f"no configuration file '{path}': give an extxyz path, a list of ASE Atoms, "
                 f"or a dataset name ({', '.join(DATASETS)})"
             )
         import ase.io
 
-        return ase.io.read(path, ":")
+        try:
+            return ase.io.read(path, ":")
+        except Exception as err:  # ase raises many kinds for a file it cannot parse
+            raise DatasetFileError(
+                f"could not read configurations from '{path}': {type(err).__name__}: {err}"
+            ) from None
     raise TypeError(
         f"cannot read configurations from {type(source).__name__}: give an extxyz path, "
         "a list of ASE Atoms, or a dataset name"

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from eipnn_calc.errors import EIPNNError
+
 
 # dscribe's GTOs decay to this value at their own radii, and its neighbour search reaches
 # where the atomic Gaussian has decayed to this value past r_cut.
@@ -36,7 +38,7 @@ GTO_DECAY_THRESHOLD = 1e-3
 DSCRIBE_PADDING_THRESHOLD = 1e-3
 
 
-class SOAPSettingsError(ValueError):
+class SOAPSettingsError(EIPNNError, ValueError):
     """The SOAP settings cannot define a descriptor (bad n_max, l_max, sigma or cutoffs)."""
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from eipnn_calc.errors import EIPNNError
 
-class ResumeError(RuntimeError):
+
+class ResumeError(EIPNNError, RuntimeError):
     """A run cannot be resumed from its folder."""
 
 

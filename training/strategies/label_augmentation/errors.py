@@ -1,8 +1,10 @@
 """Exception classes of label augmentation. Each message says what to do."""
 from __future__ import annotations
 
+from eipnn_calc.errors import EIPNNError
 
-class LabelAugmentationError(ValueError):
+
+class LabelAugmentationError(EIPNNError, ValueError):
     """Label augmentation cannot go on with these data or settings."""
 
 

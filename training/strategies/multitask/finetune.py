@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import torch
 
+from eipnn_calc.errors import EIPNNError
+
 from ...config import RunConfig
 from ...models.potential import Potential
 from ...runs import RunFolder
@@ -16,7 +18,7 @@ from ..label_augmentation import run_label_augmentation
 from .pretrain import Pretrained, pretrain
 
 
-class PretrainMismatch(ValueError):
+class PretrainMismatch(EIPNNError, ValueError):
     """The pretrained weights do not fit the model being fine-tuned."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from eipnn_calc.errors import EIPNNError
+
 from ...data.batching import KIND_EIP, Rows
 from ...eip import Labels, label
 from ...models.potential import Potential
@@ -16,7 +18,7 @@ from ...train.reference import fit_reference_energies, set_reference, species_co
 from ...train.session import TrainingData
 
 
-class MissingEIPEnergies(ValueError):
+class MissingEIPEnergies(EIPNNError, ValueError):
     """An EIP gave no energy on any configuration of a split: it cannot be pretrained on."""
 
 
