@@ -1,14 +1,11 @@
-"""The model file contract: export, load, metadata validation and its errors."""
-import json
-import zipfile
-
+"""The model file contract: export, load, and the errors of a file that is not a model
+(the schema of its metadata and network: tests/test_model_file_schema.py)."""
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
 
-from eipnn_calc import EIPNNCalculator, ModelFileError, ModelFormatVersionError, load_model, read_metadata
-from eipnn_calc.model_file import METADATA_NAME
+from eipnn_calc import EIPNNCalculator, ModelFileError, load_model, read_metadata
 from eipnn_calc.neighbors import build_edges
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
@@ -65,30 +62,6 @@ def test_torchscript_but_not_eipnn(tmp_path):
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
     with pytest.raises(ModelFileError, match="not an eipnn model"):
         load_model(path)
-
-
-def _rewrite_metadata(source, target, change):
-    """Copy a model archive, passing its metadata JSON through ``change``."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        for item in old.infolist():
-            data = old.read(item)
-            if item.filename.endswith(METADATA_NAME):
-                data = json.dumps(change(json.loads(data))).encode()
-            new.writestr(item, data)
-
-
-def test_newer_format_version(random_si_model, tmp_path):
-    target = tmp_path / "future.pt"
-    _rewrite_metadata(random_si_model, target, lambda m: {**m, "format_version": 99})
-    with pytest.raises(ModelFormatVersionError, match="format version 99, newer"):
-        load_model(target)
-
-
-def test_missing_metadata_keys(random_si_model, tmp_path):
-    target = tmp_path / "partial.pt"
-    _rewrite_metadata(random_si_model, target, lambda m: {k: v for k, v in m.items() if k != "cutoff_angstrom"})
-    with pytest.raises(ModelFileError, match="lacks cutoff_angstrom"):
-        load_model(target)
 
 
 def test_edge_chunks_do_not_change_results():
