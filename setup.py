@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "training": ["pyyaml", "tqdm", "matplotlib", "scikit-learn", "kimpy"],
-        "test": ["pytest", "dscribe", "kimpy"],
+        "test": ["pytest", "hypothesis", "dscribe", "kimpy"],
     },
     entry_points={
         "console_scripts": [
