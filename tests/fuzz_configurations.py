@@ -160,7 +160,8 @@ def _changed_in_place(atoms: Atoms, change: str, rng: np.random.Generator) -> No
         atoms.positions[rng.integers(n)] += rng.normal(0.0, rng.choice([0.01, 0.3, 3.0]), 3)
     elif change == "move_all" and n:
         atoms.positions += rng.normal(0.0, 0.1, (n, 3))
-    elif change == "strain" and np.isfinite(atoms.cell.array).all() and abs(atoms.cell.volume) > 1e-9:
+    elif (change == "strain" and np.isfinite(atoms.cell.array).all() and abs(atoms.cell.volume) > 1e-9
+          and np.isfinite(atoms.positions).all()):
         atoms.set_cell(atoms.cell.array * rng.uniform(0.95, 1.05), scale_atoms=True)
     elif change == "pbc":
         atoms.pbc = ~atoms.pbc
