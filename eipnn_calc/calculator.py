@@ -141,15 +141,31 @@ class EIPNNCalculator(Calculator):
         self, positions: np.ndarray, species: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray
     ) -> dict[str, np.ndarray]:
         tensor = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
-        with torch.enable_grad():
-            out = self.model(
-                tensor(positions, self.dtype),
-                tensor(species, torch.int64),
-                tensor(edge_index, torch.int64),
-                tensor(edge_shift, self.dtype),
-                torch.ones(len(species), dtype=torch.bool, device=self.device),
-            )
+        try:
+            with torch.enable_grad():
+                out = self.model(
+                    tensor(positions, self.dtype),
+                    tensor(species, torch.int64),
+                    tensor(edge_index, torch.int64),
+                    tensor(edge_shift, self.dtype),
+                    torch.ones(len(species), dtype=torch.bool, device=self.device),
+                )
+        except (torch.OutOfMemoryError, MemoryError) as err:
+            raise MemoryLimitError(self._out_of_memory(len(species), len(edge_shift), err)) from None
+        except RuntimeError as err:
+            # The CPU allocator's failure is a RuntimeError of thousands of characters.
+            if "can't allocate memory" not in str(err) and "out of memory" not in str(err):
+                raise
+            raise MemoryLimitError(self._out_of_memory(len(species), len(edge_shift), err)) from None
         return {key: value.detach().to("cpu", torch.float64).numpy() for key, value in out.items()}
+
+    def _out_of_memory(self, atoms: int, edges: int, err: BaseException) -> str:
+        # TorchScript wraps the allocator's line in a page of interpreter trace: keep that line.
+        lines = [line.strip() for line in str(err).splitlines() if "allocate" in line or "memory" in line]
+        first = (lines or [type(err).__name__])[0][:200]
+        return (f"{self.device.type} ran out of memory evaluating {atoms} atoms with {edges:,} pairs "
+                f"({first}); other processes may hold the memory: lower memory_limit_gb so the "
+                "calculator refuses such systems before trying, or evaluate a smaller one")
 
     def _species(self, numbers: np.ndarray) -> np.ndarray:
         outside = (numbers < 1) | (numbers >= len(chemical_symbols))

@@ -186,3 +186,32 @@ def test_build_edges_keeps_shifts_relative_to_the_given_positions():
     lengths = np.linalg.norm(atoms.positions[j] + build_edges(atoms, 3.0)[1] - atoms.positions[i], axis=1)
     np.testing.assert_allclose(lengths, 5.43 * np.sqrt(3) / 4, rtol=1e-9)
     assert edge_index.shape[1] == 32
+
+
+OUT_OF_MEMORY = r"""
+import resource, sys
+from ase.build import bulk
+from eipnn_calc import EIPNNCalculator
+from eipnn_calc.errors import MemoryLimitError
+atoms = bulk("Po", "sc", 1.0, cubic=True).repeat(14)  # 2,744 atoms, 2 M pairs within 5 Å
+atoms.set_chemical_symbols(["Si"] * len(atoms))
+atoms.calc = EIPNNCalculator(sys.argv[1], memory_limit_gb=1000)  # the estimate lets it through
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30,) * 2)  # the machine has less than it needs
+try:
+    atoms.get_potential_energy()
+except MemoryLimitError as err:
+    print(err)
+"""
+
+
+def test_running_out_of_memory_anyway_is_one_line_of_eipnn(random_si_model):
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, str(random_si_model)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.stdout.strip().splitlines()) == 1
+    assert "cpu ran out of memory evaluating 2744 atoms" in out.stdout
+    assert "can't allocate memory" in out.stdout and "lower memory_limit_gb" in out.stdout
