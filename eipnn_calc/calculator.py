@@ -20,6 +20,7 @@ from .errors import (
 )
 from .model_file import ModelMetadata, load_model
 from .neighbors import NeighborList, SearchGeometry, estimated_edges
+from .shipped import resolve_model
 
 # Closer than any two atoms in matter; at zero distance a pair has no direction (NaN forces).
 MIN_DISTANCE_ANGSTROM = 0.1
@@ -56,7 +57,8 @@ class EIPNNCalculator(Calculator):
 
     Parameters
     ----------
-    model: path of the exported TorchScript model file.
+    model: path of the exported TorchScript model file, or the name of a shipped model
+        (``eipnn_calc.shipped``: "si-pbe-schnet", "si-pbe-soapnet").
     device: "cpu", "cuda" (or "cuda:N"), or "auto" (CUDA when available).
     dtype: "float64" (default; exact derivatives) or "float32" (faster).
     skin: Verlet skin in Å. The neighbour list is built with cutoff + skin and reused until
@@ -90,7 +92,7 @@ class EIPNNCalculator(Calculator):
             malloc.tune_malloc()
         self.device = resolve_device(device)
         self.dtype = DTYPES[dtype]
-        module, self.metadata = load_model(model, device=self.device)
+        module, self.metadata = load_model(resolve_model(model), device=self.device)
         self.model = module.to(dtype=self.dtype)
         self.neighbors = NeighborList(self.metadata.cutoff_angstrom, skin)
         self.memory_limit_bytes = (int(memory_limit_gb * 1e9) if memory_limit_gb is not None

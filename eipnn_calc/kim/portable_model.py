@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ModelFileError
 from ..model_file import ModelMetadata, read_metadata
+from ..shipped import resolve_model
 from .driver_build import DRIVER_NAME
 from .errors import KIMExportError
 from .kim_tools import collections_management
@@ -64,8 +65,8 @@ def write_portable_model(
     absolute path, which must then stay where it is.
     """
     check_name(name)
-    model_path = Path(model_path).resolve()
     try:
+        model_path = resolve_model(model_path).resolve()
         metadata = read_metadata(model_path)
     except ModelFileError as err:
         raise KIMExportError(f"cannot export '{model_path}' to KIM: {err}") from err
