@@ -26,22 +26,11 @@ from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_calculator import paper_size_model  # noqa: E402  (benchmarks/, beside this script)
 from fuzz_configurations import calculator_factory, hostile_atoms, judge  # noqa: E402
-from markdown_section import write_section  # noqa: E402  (benchmarks/, beside this script)
-
-from eipnn_training.export import export_model  # noqa: E402
-from eipnn_training.models.build import ModelSpec, build_potential  # noqa: E402
+from markdown_section import write_section  # noqa: E402
 
 BAD = ("opaque", "non_finite", "slow", "wrong")
-
-
-def paper_size_model(path: Path) -> Path:
-    torch.manual_seed(0)
-    spec = ModelSpec("schnet", ["Si"], 5.0, {"num_features": 128, "num_interactions": 5, "num_rbf": 128})
-    potential = build_potential(spec)
-    potential.atom_ref.fill_(-5.4)
-    export_model(potential, spec, path)
-    return path
 
 
 def run(examples: int, memory_limit_gb: float, seed: int) -> tuple[list, float]:
