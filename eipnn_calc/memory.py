@@ -16,7 +16,7 @@ import torch
 # Feature vectors of width ``num_features`` kept per edge and interaction block (SchNet: the
 # filter network's activations, the envelope product, the gathered neighbour features and
 # their gradients) and RBF values per edge (once for all blocks).
-SCHNET_FEATURES_PER_EDGE_AND_LAYER = 14.0
+SCHNET_FEATURES_PER_EDGE_AND_LAYER = 18.0
 SCHNET_RBF_PER_EDGE = 4.0
 # SOAPNet: the radial x angular expansion per edge and species channel, and its gradient.
 SOAP_EXPANSION_PER_EDGE = 4.0
