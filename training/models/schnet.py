@@ -1,17 +1,48 @@
 """SchNet (Schütt et al. 2018): continuous-filter convolutions over a radial basis."""
 from __future__ import annotations
 
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
-from .layers import CosineCutoff, GaussianRBF, ShiftedSoftplus, mlp
+from .layers import BesselRBF, CosineCutoff, GaussianRBF, PolynomialCutoff, ShiftedSoftplus, mlp
 
 # Edge work runs in chunks of this many edges, so that every [edges, features] temporary
 # stays under glibc's 32 MB mmap ceiling and is recycled from the heap instead of being
 # mapped and page-faulted afresh on every call (PERFORMANCE.md: 2x at 4,096 atoms).
 EDGE_CHUNK = 16384
+
+
+def _gaussian(num_rbf: int, cutoff_angstrom: float, width: Optional[str]) -> nn.Module:
+    return GaussianRBF(num_rbf, cutoff_angstrom, "dgl" if width is None else width)
+
+
+def _bessel(num_rbf: int, cutoff_angstrom: float, width: Optional[str]) -> nn.Module:
+    if width is not None:
+        raise ValueError(f"rbf_width '{width}' is a width of the gaussian basis; the bessel basis has none")
+    return BesselRBF(num_rbf, cutoff_angstrom)
+
+
+@dataclass(frozen=True)
+class RadialBasis:
+    """A radial basis SchNet can expand edge lengths in, and what goes with it by default."""
+
+    build: Callable[[int, float, Optional[str]], nn.Module]  # (num_rbf, r_c in Å, rbf_width)
+    num_rbf: int
+    envelope: str
+
+
+# The ``radial_basis`` hyper-parameter (docs/radial_basis.md). "gaussian" is the paper's
+# (128 of them, the DGL width unless ``rbf_width`` says otherwise, the cosine envelope);
+# "bessel" a smooth one for new models: 16 functions, the polynomial envelope.
+RADIAL_BASES: Dict[str, RadialBasis] = {
+    "gaussian": RadialBasis(_gaussian, 128, "cosine"),
+    "bessel": RadialBasis(_bessel, 16, "polynomial"),
+}
+# The ``envelope`` hyper-parameter: what multiplies every filter, r_c in Å -> [E] -> [E].
+ENVELOPES: Dict[str, Callable[[float], nn.Module]] = {"cosine": CosineCutoff, "polynomial": PolynomialCutoff}
 
 
 class Interaction(nn.Module):
@@ -62,7 +93,11 @@ class Interaction(nn.Module):
 
 
 class SchNet(nn.Module):
-    """Per-atom features [N, num_features] from species and edge lengths."""
+    """Per-atom features [N, num_features] from species and edge lengths.
+
+    ``radial_basis`` names a RADIAL_BASES entry; ``num_rbf`` and ``envelope`` (an ENVELOPES
+    name) default to that basis's. ``rbf_width`` (Gaussian basis only) names a
+    ``layers.GAUSSIAN_WIDTHS`` entry: "dgl" (the default, the paper's) or "spacing"."""
 
     def __init__(
         self,
@@ -70,15 +105,25 @@ class SchNet(nn.Module):
         cutoff_angstrom: float = 5.0,
         num_features: int = 128,
         num_interactions: int = 5,
-        num_rbf: int = 128,
+        num_rbf: Optional[int] = None,
+        radial_basis: str = "gaussian",
+        rbf_width: Optional[str] = None,
+        envelope: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if radial_basis not in RADIAL_BASES:
+            raise ValueError(f"unknown radial_basis '{radial_basis}'; known: {', '.join(sorted(RADIAL_BASES))}")
+        basis = RADIAL_BASES[radial_basis]
+        envelope = basis.envelope if envelope is None else envelope
+        if envelope not in ENVELOPES:
+            raise ValueError(f"unknown envelope '{envelope}'; known: {', '.join(sorted(ENVELOPES))}")
+        num_rbf = basis.num_rbf if num_rbf is None else num_rbf
         self.num_layers = num_interactions
         self.num_features = num_features
         self.edge_chunk = EDGE_CHUNK
         self.embedding = nn.Embedding(num_species, num_features)
-        self.rbf = GaussianRBF(num_rbf, cutoff_angstrom)
-        self.envelope = CosineCutoff(cutoff_angstrom)
+        self.rbf = basis.build(num_rbf, cutoff_angstrom, rbf_width)  # [E] -> [E, num_rbf]
+        self.envelope = ENVELOPES[envelope](cutoff_angstrom)
         self.interactions = nn.ModuleList(
             [Interaction(num_features, num_rbf) for _ in range(num_interactions)]
         )
