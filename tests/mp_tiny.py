@@ -42,6 +42,7 @@ def tiny_config(data_path: Path, runs_dir: Path, **sections) -> RunConfig:
                   "hyperparameters": {"num_features": 8, "num_interactions": 1, "num_rbf": 8}},
         "pretrain": {"eips": PRETRAIN_EIPS, "epochs": 2, "batch_size": 16},
         "train": {"epochs": 2, "batch_size": 8},
+        "validation": {"enabled": False},  # the card at the end of a run: tests/test_train.py
     }
     for section, entries in sections.items():
         if isinstance(entries, dict):

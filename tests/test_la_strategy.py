@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import ase.io
 import numpy as np
@@ -19,7 +20,15 @@ from eipnn_training.config import ConfigError, load_config
 from eipnn_training.data.dataset import dataset_from_atoms
 from eipnn_training.data.si_pbe import protocol_split
 from eipnn_training.strategies.label_augmentation.errors import PoolLabelsReadEarly
+from eipnn_training.data.batching import collate
+from eipnn_training.eip import label
 from eipnn_training.strategies.label_augmentation.report import REPORT_REASON, PoolSeal
+from eipnn_training.strategies.label_augmentation.selection import Selection
+from eipnn_training.strategies.label_augmentation.strategy import augmented_job
+from eipnn_training.strategies.label_augmentation.tukey import AugmentedLoss, tukey_force_term
+from eipnn_training.train.loop import _step_loss
+from eipnn_training.train.metrics import batch_energies
+from eipnn_training.train.session import prepare_data, resolve_force_weight
 
 NUM_CONFIGURATIONS = 240
 EIPS = ["si/sw-bht", "si/tersoff-t3", "si/edip"]
@@ -56,6 +65,7 @@ def make_workspace(root):
         "hyperparameters: {num_features: 16, num_interactions: 2, num_rbf: 16}}\n"
         "train: {epochs: 3, batch_size: 8, lr: 5.0e-3, lr_final: 5.0e-4}\n"
         f"la: {{eips: {EIPS}, classifier_epochs: 3, classifier_lr: 5.0e-3, alpha: 1.0}}\n"
+        "validation: {enabled: false}\n"  # the card at the end of a run: tests/test_train.py
     )
     return root
 
@@ -167,3 +177,40 @@ def test_la_settings_are_checked(workspace):
                               ("la.select_eips=[]", "must name at least one EIP")):
         with pytest.raises(ConfigError, match=message):
             load_config(workspace / "la.yaml", [override])
+
+
+def test_la_with_eip_forces_adds_the_tukey_force_term_and_trains(searched, workspace):
+    """la.force_weight > 0: the selected rows carry their chosen EIP's forces, the step's
+    loss is the energy loss + alpha * balance * w * Tukey(force residuals), and a run of a
+    few epochs trains on them (sharing the search run's classifier and selection)."""
+    weight = 0.4
+    config = load_config(workspace / "la.yaml", ["name=la_forces", f"la.force_weight={weight}"])
+    data = prepare_data(config)
+    resolve_force_weight(config, data)
+    assert config.train.force_weight == 0.0  # this set has no DFT forces: energies only there
+    pool = data.split.splits["unlabeled"][:5]
+    selection = Selection(pool, np.array([0, 1, 2, 0, 1]), np.full(5, 0.9), np.full(5, -40.0), 5, 0, 0, 0)
+    job, train_rows = augmented_job(config, data, selection)
+    direct = label([data.split.dataset.atoms(int(i)) for i in pool], EIPS, store=False, progress=False,
+                   with_forces=True)
+    added = job.train.rows.forces[len(train_rows):]
+    assert job.train.rows.forces[:len(train_rows)] == [None] * len(train_rows)
+    for m, k in enumerate(selection.classes):
+        np.testing.assert_allclose(added[m], direct.forces[k][m])
+    potential = job.new_potential().double()
+    batch = collate(data.graphs, data.species_index, job.train.rows, np.arange(len(train_rows) - 3, len(job.train.rows)))
+    batch = batch.to("cpu", torch.float64)
+    settings = job.settings_for(1.0)
+    loss = _step_loss(potential, batch, settings)
+    positions = batch.positions.detach().clone().requires_grad_(True)
+    energies = batch_energies(potential, replace(batch, positions=positions))
+    (grad,) = torch.autograd.grad(energies.sum(), positions)
+    expected = AugmentedLoss(1.0, job.balance)(energies, batch) + job.balance * weight * tukey_force_term(
+        -grad.unsqueeze(1), batch)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-10)
+    assert float(tukey_force_term(-grad.unsqueeze(1), batch)) > 0
+    results = train(config)
+    assert results["la"]["force_weight"] == weight and results["la"]["classifier"]["reused"]
+    assert np.isfinite(results["test_config_mae_ev"])
+    history = list(csv.DictReader(open(workspace / "runs" / "la_forces" / "metrics.csv")))
+    assert len(history) == 3 and all(np.isfinite(float(row["train_loss"])) for row in history)

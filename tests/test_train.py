@@ -14,12 +14,14 @@ from torch._dynamo.utils import counters
 from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_training.cli.export import export_run
 from eipnn_training.cli.train import main, train
-from eipnn_training.config import config_from_dict
+from eipnn_training.config import DEFAULT_FORCE_WEIGHT, config_from_dict
 from eipnn_training.data.errors import SealedLabelError
 from eipnn_training.data.si_pbe import protocol_split
 from eipnn_training.runs import RunFolderError
 from eipnn_training.train.loop import FitSettings, _step_loss
-from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
+from eipnn_training.train.losses import ForceMSE, energy_mse
+from eipnn_training.train.metrics import batch_energies, predicted_forces
+from eipnn_training.train.session import model_spec, prepare_data, resolve_force_weight, seeded_potential
 
 NUM_CONFIGURATIONS = 300
 
@@ -45,12 +47,15 @@ def workspace(tmp_path_factory):
 
 
 def small_config(root, name, **train):
+    """Energy-only unless ``force_weight`` is given (the data has forces: null would train them)."""
+    train = {"force_weight": 0.0, **train}
     return config_from_dict({
         "name": name, "runs_dir": str(root / "runs"), "seed": 3, "progress": False,
         "data": {"path": str(root / "sw.extxyz"), "split_seed": 1},
         "model": {"kind": "schnet", "cutoff_angstrom": 4.0, "head_hidden": 16,
                   "hyperparameters": {"num_features": 16, "num_interactions": 2, "num_rbf": 16}},
         "train": {"epochs": 12, "batch_size": 8, "lr": 5e-3, "lr_final": 5e-4, **train},
+        "validation": {"enabled": False},  # the card is tested once, on short_run
     })
 
 
@@ -64,8 +69,10 @@ def short_run(workspace):
         f"data: {{path: {workspace / 'sw.extxyz'}, split_seed: 1}}\n"
         "model: {cutoff_angstrom: 4.0, head_hidden: 16, "
         "hyperparameters: {num_features: 16, num_interactions: 2, num_rbf: 16}}\n"
+        "validation: {quick: true}\n"
     )
-    assert main([str(config_path), "train.epochs=12", "train.batch_size=8", "train.lr=5e-3", "train.lr_final=5e-4"]) == 0
+    assert main([str(config_path), "train.epochs=12", "train.batch_size=8", "train.lr=5e-3", "train.lr_final=5e-4",
+                 "train.force_weight=0"]) == 0
     return workspace / "runs" / "short"
 
 
@@ -88,6 +95,15 @@ def test_short_run_lowers_validation_mae_and_fills_the_run_folder(short_run):
     assert results["num_train"] == 36 and results["num_test"] == 12
     assert results["test_atom_mae_ev_per_atom"] < results["test_config_mae_ev"]
     assert "species:\n  - Si" in (short_run / "config.yaml").read_text()
+
+
+def test_a_run_ends_with_the_property_card_of_its_model(short_run):
+    results = json.loads((short_run / "results.json").read_text())
+    card = results["property_card"]
+    assert card["dir"] == str(short_run / "property_card") and card["quick"] is True
+    assert {"a0_angstrom", "c11_gpa", "vacancy_formation_ev", "nve_stable", "passed"} <= set(card["elements"]["Si"])
+    for name in ("property_card.md", "property_card.json", "ev_Si.png"):
+        assert (short_run / "property_card" / name).exists(), name
 
 
 def test_exported_model_reproduces_the_trainer_predictions(short_run, workspace):
@@ -189,3 +205,121 @@ def single_edges(batch, atoms):
     first = int(torch.nonzero(atoms)[0])
     keep = atoms[batch.edge_index[0]]
     return batch.edge_index[:, keep] - first, batch.edge_shift[keep]
+
+
+def _force_batch(workspace, size=4):
+    config = small_config(workspace, "force-batch")
+    data = prepare_data(config)
+    potential = seeded_potential(model_spec(config, data.species), seed=0).double()
+    rows = data.dft_rows("train", with_forces=True)
+    return potential, next(data.loader(rows, size).epoch(0)).to("cpu", torch.float64)
+
+
+def test_force_weight_zero_is_the_energy_loss_bit_for_bit(workspace):
+    """With force_weight 0 the step is the paper's: the same number and the same weight
+    gradients as the energy MSE alone, even on a batch that carries forces."""
+    potential, batch = _force_batch(workspace)
+    loss = _step_loss(potential, batch, FitSettings(force_weight=0.0))
+    loss.backward()
+    got = [p.grad.clone() for p in potential.parameters()]
+    potential.zero_grad()
+    reference = energy_mse(batch_energies(potential, batch), batch)
+    reference.backward()
+    assert torch.equal(loss, reference)
+    assert all(torch.equal(a, p.grad) for a, p in zip(got, potential.parameters()))
+    assert FitSettings(force_weight=0.0).force_term() is None
+
+
+def test_force_term_weight_gradient_matches_finite_differences(workspace):
+    """d(force term)/d(weights) through the double backward, against central differences."""
+    potential, batch = _force_batch(workspace, size=2)
+    settings = FitSettings(force_weight=0.7)
+
+    def force_term():
+        return _step_loss(potential, batch, settings) - _step_loss(potential, batch, FitSettings(force_weight=0.0))
+
+    potential.zero_grad()
+    force_term().backward()
+    checked = 0
+    for name, parameter in potential.named_parameters():
+        if parameter.grad is None or parameter.numel() == 0:
+            continue
+        flat, grad = parameter.data.view(-1), parameter.grad.view(-1)
+        index = int(torch.argmax(grad.abs()))
+        saved, h = float(flat[index]), 1e-5
+        flat[index] = saved + h
+        plus = float(force_term().detach())
+        flat[index] = saved - h
+        minus = float(force_term().detach())
+        flat[index] = saved
+        assert float(grad[index]) == pytest.approx((plus - minus) / (2 * h), rel=1e-4, abs=1e-8), name
+        checked += 1
+    assert checked >= 4
+    assert any(float(p.grad.abs().max()) > 1e-6 for p in potential.representation.parameters())
+
+
+def test_force_term_skips_rows_without_forces(workspace):
+    """A row without force labels (an LA pool row) is masked out of the force MSE."""
+    potential, batch = _force_batch(workspace, size=4)
+    positions = batch.positions.requires_grad_(True)
+    forces = predicted_forces(batch_energies(potential, batch), positions)
+    full = ForceMSE(1.0)(forces, batch)
+    first = batch.batch == 0
+    batch.force_mask = batch.force_mask & ~first.unsqueeze(1)
+    expected = ((forces - batch.forces)[~first] ** 2).mean()
+    assert float(ForceMSE(1.0)(forces, batch).detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
+    assert float(full.detach()) != pytest.approx(float(expected.detach()), rel=1e-6)
+
+
+def test_per_output_and_batched_force_gradients_agree():
+    """K outputs: K autograd calls and one vmapped call give the same [N, K, 3] forces."""
+    torch.manual_seed(0)
+    positions = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 3, dtype=torch.float64)
+    energies = torch.stack([(positions @ weights[:, k]).sin().sum() + (positions ** 2).sum() * k
+                            for k in range(3)]).unsqueeze(0)  # [1, 3]
+    loop = predicted_forces(energies, positions)
+    batched = predicted_forces(energies, positions, batched=True)
+    assert loop.shape == (5, 3, 3)
+    torch.testing.assert_close(loop, batched)
+    for k in range(3):
+        (grad,) = torch.autograd.grad(energies[0, k], positions, retain_graph=True)
+        torch.testing.assert_close(loop[:, k], -grad)
+
+
+def test_force_weight_null_trains_forces_when_the_data_has_them(workspace):
+    """The default (null) resolves to DEFAULT_FORCE_WEIGHT on data with DFT forces; the run
+    reports force MAEs and keeps the epoch of the best combined validation metric."""
+    config = small_config(workspace, "auto-forces", epochs=3, force_weight=None)
+    assert config.train.force_weight is None
+    results = train(config)
+    assert results["force_weight"] == DEFAULT_FORCE_WEIGHT
+    assert f"force_weight: {DEFAULT_FORCE_WEIGHT}" in (config.run_dir / "config.yaml").read_text()
+    history = read_metrics(config.run_dir)
+    combined = [float(r["val_combined_mae"]) for r in history]
+    for row in history:
+        assert float(row["val_combined_mae"]) == pytest.approx(
+            float(row["val_config_mae"]) + DEFAULT_FORCE_WEIGHT ** 0.5 * float(row["val_force_mae"]))
+    assert results["best_epoch"] == 1 + combined.index(min(combined))
+    assert 0 < results["test_force_mae_ev_per_angstrom"] < 5
+    assert results["best_val_force_mae_ev_per_angstrom"] == pytest.approx(
+        float(history[results["best_epoch"] - 1]["val_force_mae"]))
+
+
+def test_force_weight_null_stays_energy_only_without_forces(workspace, monkeypatch):
+    data = prepare_data(small_config(workspace, "no-forces"))
+    config = small_config(workspace, "no-forces", force_weight=None)
+    assert resolve_force_weight(config, data) == DEFAULT_FORCE_WEIGHT
+    config = small_config(workspace, "no-forces", force_weight=None)
+    missing = int(data.split.splits["val"][0])  # one val configuration without DFT forces
+    dataset = data.split.dataset
+    monkeypatch.setattr(dataset, "has_forces", lambda indices: missing not in set(map(int, indices)))
+    assert resolve_force_weight(config, data) == 0.0 and config.train.force_weight == 0.0
+
+
+def test_force_step_leaves_the_batch_positions_alone(workspace):
+    """The force step differentiates a copy: the batch keeps positions without grad, so a
+    later energy-only step on it still takes SchNet's energy-only shortcut."""
+    potential, batch = _force_batch(workspace, size=2)
+    _step_loss(potential, batch, FitSettings(force_weight=1.0))
+    assert not batch.positions.requires_grad

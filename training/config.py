@@ -59,10 +59,19 @@ class ModelConfig:
     head_hidden: int = 128
 
 
+# train.force_weight when left null and the data has DFT forces (Å²): a force-component error
+# of 1 eV/Å costs as much as a total-energy error of sqrt(10) = 3.2 eV; the best validation
+# energies of a 0 / 1 / 10 / 100 sweep on si-pbe (docs/training.md, "Energies and forces").
+DEFAULT_FORCE_WEIGHT = 10.0
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation (METHOD.md "Baseline training"). ``force_weight`` > 0 adds a force MSE
-    term (eV/Å)² to the loss (beyond the paper; 0 = the paper's energy-only loss).
+    """Optimisation (METHOD.md "Baseline training"). ``force_weight`` (Å²) > 0 adds
+    ``force_weight * MSE(force components)`` (eV/Å)² to the total-energy MSE (eV²) (beyond
+    the paper); 0 = the paper's energy-only loss; None (the default) = energies and forces
+    with ``DEFAULT_FORCE_WEIGHT`` when every train, val and test configuration has DFT
+    forces, else energies only (resolved once the data is read, and saved resolved).
     ``compile``: run the training steps through ``torch.compile`` (energy-only training;
     the same function, fused kernels: ~1.4x faster SchNet steps on the CPU, after a one-off
     compile of ~20 s per process)."""
@@ -74,7 +83,7 @@ class TrainConfig:
     schedule: str = "linear"
     loss: str = "mse"
     grad_clip: float = 5.0
-    force_weight: float = 0.0
+    force_weight: Optional[float] = None
     dtype: str = "float32"
     eval_batch_size: int = 64
     compile: bool = False
@@ -86,7 +95,10 @@ class PretrainConfig:
     strategies ``mp`` and ``mp+la``: a K-output head on the ``unlabeled`` pool's EIP total
     energies (eV), Adam with the slanted triangular rate from ``lr / lr_ratio`` up to ``lr``
     and back. ``eips``: catalogue names or groups (``si``). ``max_unlabeled`` keeps a random
-    n of the pool (quick runs). ``checkpoint_dir`` None = ``<runs_dir>/pretrained``."""
+    n of the pool (quick runs). ``checkpoint_dir`` None = ``<runs_dir>/pretrained``.
+    ``force_weight`` (Å²) > 0 also fits every head's forces -dE_k/dx to EIP k's forces:
+    ``+ force_weight * MSE`` over the present (atom, component, EIP) entries (beyond the
+    paper; 0 = energies only, the paper's pretraining)."""
 
     eips: list = field(default_factory=lambda: ["si"])
     epochs: int = 100
@@ -97,6 +109,7 @@ class PretrainConfig:
     max_unlabeled: Optional[int] = None
     label_workers: int = 1
     checkpoint_dir: Optional[str] = None
+    force_weight: float = 0.0
 
 
 @dataclass
@@ -113,6 +126,11 @@ class LAConfig:
     labelled by these EIPs (names, ``best`` or ``worst`` by train MAE); None keeps all.
     ``max_unlabeled`` keeps a random n of the pool (quick runs). ``classifier_dir``: where
     trained classifiers are kept for reuse (None: ``<runs_dir>/classifiers``).
+    ``force_weight`` > 0 also fits the selected rows' forces to their EIP's forces under the
+    same robust loss (Tukey on force components, with its own MAD scale), weighted
+    ``alpha * N_train / N_added * force_weight`` (beyond the paper; 0 = energies only). Both
+    Tukey terms are of residuals divided by their scales, so the weight has no unit: 1 = an
+    EIP row's force components (their mean rho) count as much as its energy.
     """
 
     eips: list = field(default_factory=lambda: ["si"])
@@ -129,6 +147,20 @@ class LAConfig:
     max_unlabeled: Optional[int] = None
     label_workers: int = 1
     classifier_dir: Optional[str] = None
+    force_weight: float = 0.0
+
+
+@dataclass
+class ValidationConfig:
+    """The property card made at the end of every run, in ``<run>/property_card/``, its
+    headline numbers in results.json (``eipnn_training.validation``, docs/validation.md).
+    ``quick``: coarse grids, small cells and 50 MD steps (seconds; tests); False is the full
+    card (minutes). ``element`` None: every species of the model with a structure in the
+    references file; others are skipped with a note."""
+
+    enabled: bool = True
+    quick: bool = False
+    element: Optional[str] = None
 
 
 @dataclass
@@ -146,6 +178,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     la: LAConfig = field(default_factory=LAConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -291,11 +324,15 @@ def validate(config: RunConfig) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {value}")
-    if t.force_weight < 0:
-        raise ConfigError(f"config key 'train.force_weight' must be >= 0, got {t.force_weight}")
-    if t.compile and t.force_weight > 0:
-        raise ConfigError("config key 'train.compile' needs train.force_weight 0: torch.compile cannot "
-                          "differentiate the forces a second time for their loss")
+    for key, value in (("train.force_weight", t.force_weight), ("pretrain.force_weight", config.pretrain.force_weight),
+                       ("la.force_weight", config.la.force_weight)):
+        if value is not None and value < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
+    if t.compile and (t.force_weight is None or t.force_weight > 0 or config.pretrain.force_weight > 0
+                      or config.la.force_weight > 0):
+        raise ConfigError("config key 'train.compile' needs train.force_weight 0 (and pretrain/la.force_weight "
+                          "0): torch.compile cannot differentiate the forces a second time for their loss; "
+                          "set train.force_weight=0 for energy-only training")
     if config.pretrain.lr_ratio < 1:
         raise ConfigError(f"config key 'pretrain.lr_ratio' must be >= 1, got {config.pretrain.lr_ratio}")
     if config.pretrain.max_unlabeled is not None and config.pretrain.max_unlabeled < 1:

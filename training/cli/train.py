@@ -19,6 +19,7 @@ from ..strategies.baseline import run_baseline
 from ..strategies.label_augmentation import run_label_augmentation
 from ..strategies.multitask import run_mp, run_mp_la
 from ..train.session import check_choices
+from ..validation.training_run import run_card
 
 Strategy = Callable[..., dict[str, Any]]
 # strategy name -> function(config, run_folder, resume) -> results; LA and MP plug in here.
@@ -30,7 +31,13 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **ho
     check_choices(config, STRATEGIES)
     run = RunFolder(config.run_dir)
     run.create(config, resume=resume, overwrite=overwrite)
-    return STRATEGIES[config.strategy](config, run, resume=resume, **hooks)
+    results = STRATEGIES[config.strategy](config, run, resume=resume, **hooks)
+    if config.validation.enabled:  # every strategy has exported run.model by now
+        v = config.validation
+        results["property_card"] = run_card(run.model, run.path, v.quick, v.element, config.progress,
+                                            config.device)
+        run.write_results(results)
+    return results
 
 
 def parser() -> argparse.ArgumentParser:
