@@ -10,8 +10,18 @@ The per-edge path is forced through the ``layer_edges`` argument with every edge
 layer, which computes the same function. Both paths alternate, so machine load hits both.
 
     .venv/bin/python benchmarks/bench_training_step.py [--batches 16] [--repeats 3] [--threads 1]
+        [--part filters|forces|all]
 
 Writes the ``bench-training-step`` section of docs/training.md (``--doc`` to change).
+
+``--part forces`` times seconds per epoch of energy-only against energy + force training
+(the double backward, ``train.force_weight`` > 0) for the paper's SchNet and SOAPNet on the
+same si-pbe train batches, and MP pretraining with EIP forces (``pretrain.force_weight``):
+8 heads need 8 force gradients, one autograd call per head or one vmapped call. The force
+labels of the MP rows are random (timing only: the values do not change the work). Seconds
+per epoch = median ms per step x steps per epoch (664 train configurations = 21 steps of 32;
+MP: 4,427 pool configurations = 139 steps), validation not included. Writes the
+``bench-force-training`` section.
 """
 from __future__ import annotations
 
@@ -24,16 +34,20 @@ from typing import Callable
 
 import torch
 
-from eipnn_training.config import load_config
-from eipnn_training.data.batching import Batch
+from eipnn_training.config import DEFAULT_FORCE_WEIGHT, load_config
+from eipnn_training.data.batching import KIND_EIP, Batch
 from eipnn_training.models.layers import scatter_sum
 from eipnn_training.models.potential import Potential
-from eipnn_training.train.loop import FitSettings, compiled_atomic_energies
+from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies
+from eipnn_training.train.losses import ForceMSE
 from eipnn_training.train.metrics import batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
 from markdown_section import write_section  # benchmarks/, beside this script
 
 BEGIN, END = "<!-- bench-training-step:begin -->", "<!-- bench-training-step:end -->"
+FORCES_BEGIN, FORCES_END = "<!-- bench-force-training:begin -->", "<!-- bench-force-training:end -->"
+TRAIN_STEPS, POOL_STEPS = 21, 139  # si-pbe split seed 1: 664 train and 4,427 pool configurations, batches of 32
+MP_HEADS = 8
 
 
 Energies = Callable[[Batch], torch.Tensor]
@@ -70,14 +84,105 @@ def edge_counts(potential: Potential, batches: list[Batch]) -> tuple[int, int]:
     return edges, distinct
 
 
+def loss_steps(potential: Potential, batches: list[Batch], settings: FitSettings) -> float:
+    """Seconds for one Adam step of the training loop's own loss on each batch."""
+    optimizer = torch.optim.Adam(potential.parameters(), lr=1e-4)
+    started = time.perf_counter()
+    for batch in batches:
+        optimizer.zero_grad()
+        _step_loss(potential, batch, settings).backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def with_random_eip_forces(batch: Batch, heads: int, seed: int) -> Batch:
+    """``batch`` as MP pretraining rows: K EIP energies and [N, K, 3] EIP forces (random)."""
+    generator = torch.Generator().manual_seed(seed)
+    n = batch.positions.shape[0]
+    return Batch(**{**batch.__dict__, "targets": batch.targets.repeat(1, heads),
+                    "target_mask": batch.target_mask.repeat(1, heads),
+                    "kind": torch.full_like(batch.kind, KIND_EIP),
+                    "forces": torch.randn(n, heads, 3, generator=generator, dtype=batch.positions.dtype),
+                    "force_mask": torch.ones(n, heads, dtype=torch.bool)})
+
+
+def force_paths(model: str, config, data, batches: list[Batch]) -> dict[str, tuple[Potential, list[Batch], FitSettings, int]]:
+    """label -> (potential, batches, loop settings, steps per epoch) for one model kind."""
+    spec = model_spec(config, data.species)
+    single = seeded_potential(spec, 1)
+    paths = {
+        f"{model}, energies (`force_weight: 0`)": (single, batches, FitSettings(), TRAIN_STEPS),
+        f"{model}, energies + forces (`force_weight: {DEFAULT_FORCE_WEIGHT:g}`)": (
+            single, batches, FitSettings(force_weight=DEFAULT_FORCE_WEIGHT), TRAIN_STEPS),
+    }
+    if model == "SchNet":  # MP pretraining, K = 8 heads
+        heads = seeded_potential(spec, 1, num_outputs=MP_HEADS)
+        pool = [with_random_eip_forces(b, MP_HEADS, k) for k, b in enumerate(batches)]
+        mp = FitSettings(force_loss=ForceMSE(DEFAULT_FORCE_WEIGHT, kind=KIND_EIP))
+        paths.update({
+            f"{model} MP, 8 EIP energies (`pretrain.force_weight: 0`)": (heads, pool, FitSettings(), POOL_STEPS),
+            f"{model} MP, + 8 EIP forces, one autograd call per head": (heads, pool, mp, POOL_STEPS),
+            f"{model} MP, + 8 EIP forces, one vmapped call": (
+                heads, pool, FitSettings(force_loss=mp.force_loss, batched_force_gradients=True), POOL_STEPS),
+        })
+    return paths
+
+
+def force_benchmark(args) -> None:
+    """Seconds per epoch, energy-only against energy + force training (and MP with forces)."""
+    rows, load = [], []
+    started = time.perf_counter()
+    for model, path in (("SchNet", "examples/si_pbe_schnet_baseline.yaml"),
+                        ("SOAPNet", "examples/si_pbe_soapnet_baseline.yaml")):
+        config = load_config(path, ["progress=false"])
+        data = prepare_data(config)
+        loader = data.loader(data.dft_rows("train", with_forces=True), 32, shuffle=True, seed=1)
+        batches = [b.to("cpu", torch.float32) for _, b in zip(range(args.batches), loader.epoch(0))]
+        paths = force_paths(model, config, data, batches)
+        for potential, some, settings, _ in paths.values():  # warm-up
+            loss_steps(potential, some[:1], settings)
+        times: dict[str, list[float]] = {label: [] for label in paths}
+        for _ in range(args.repeats):
+            for label, (potential, some, settings, _) in paths.items():
+                times[label].append(loss_steps(potential, some, settings) / len(some) * 1e3)
+            load.append(os.getloadavg()[0])
+        energy = {}
+        for label, (_, _, settings, steps) in paths.items():
+            ms = statistics.median(times[label])
+            if settings.force_term() is None:
+                energy[steps] = ms
+            rows.append(f"| {label} | {ms:.0f} | {', '.join(f'{t:.0f}' for t in times[label])} | {steps} "
+                        f"| {ms * steps / 1e3:.1f} | {ms / energy[steps]:.2f}× |")
+        print("\n".join(rows), flush=True)
+    lines = [
+        FORCES_BEGIN, "### Training on forces: seconds per epoch", "",
+        "Generated by `benchmarks/bench_training_step.py --part forces`: Adam steps of the training loop's "
+        f"loss (`_step_loss`) for the paper's SchNet (128/5/128) and SOAPNet (n_max 8, l_max 6, 5 x 128) on "
+        f"{args.batches} si-pbe train batches of 32, float32, {args.threads} torch thread(s), median of "
+        f"{args.repeats}; load average {statistics.mean(load):.1f} while it ran (the paths alternate); "
+        f"{time.perf_counter() - started:.0f} s in all. MP rows: the SchNet with 8 heads on the same batches "
+        "(random EIP force labels). Seconds per epoch = ms per step x steps per epoch, without validation.", "",
+        "| training | ms per step | runs (ms) | steps per epoch | s per epoch | vs energies |",
+        "| --- | ---: | --- | ---: | ---: | ---: |", *rows, FORCES_END,
+    ]
+    section = "\n".join(lines)
+    write_section(Path(args.doc), section, FORCES_BEGIN, FORCES_END, "# Training")
+    print(section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--part", choices=("filters", "forces", "all"), default="all")
     parser.add_argument("--doc", default="docs/training.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part in ("forces", "all"):
+        force_benchmark(args)
+    if args.part == "forces":
+        return
     config = load_config("examples/si_pbe_schnet_baseline.yaml", ["progress=false"])
     data = prepare_data(config)
     loader = data.loader(data.dft_rows("train"), 32, shuffle=True, seed=1)

@@ -85,3 +85,41 @@ def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override,
         # A flag between overrides must parse too (argparse needs intermixed parsing).
         main([str(write(tmp_path, "data: {path: /nowhere.xyz}\n")), override, "--overwrite", f"runs_dir={tmp_path}",
               "--debug"])  # --debug: the error is raised, not printed
+
+
+PAPER_EXAMPLES = [f"si_pbe_{model}_{strategy}.yaml" for model in ("schnet", "soapnet")
+                  for strategy in ("baseline", "la", "mp", "mp_la")]
+FORCE_EXAMPLES = ["si_pbe_schnet_forces.yaml", "si_pbe_soapnet_forces.yaml", "si_pbe_schnet_la_forces.yaml",
+                  "si_pbe_schnet_mp_forces.yaml"]
+
+
+@pytest.mark.parametrize("name", PAPER_EXAMPLES)
+def test_paper_examples_train_on_energies_only(name):
+    """The paper reproduction: every force weight explicitly 0 (the default would train forces)."""
+    config = load_config(EXAMPLES / name)
+    check_choices(config, STRATEGIES)
+    assert (config.train.force_weight, config.pretrain.force_weight, config.la.force_weight) == (0.0, 0.0, 0.0)
+    assert "force_weight: 0.0" in (EXAMPLES / name).read_text()
+
+
+@pytest.mark.parametrize("name", FORCE_EXAMPLES)
+def test_force_examples_train_on_forces(name):
+    config = load_config(EXAMPLES / name)
+    check_choices(config, STRATEGIES)
+    assert config.train.force_weight > 0 and not config.train.compile
+    assert (config.pretrain.force_weight > 0) == (config.strategy in ("mp", "mp+la"))
+    assert (config.la.force_weight > 0) == (config.strategy == "la")
+
+
+def test_force_weight_defaults_and_checks(tmp_path):
+    config = load_config(None)
+    assert config.train.force_weight is None  # resolved once the data is read
+    assert (config.pretrain.force_weight, config.la.force_weight) == (0.0, 0.0)
+    for key in ("train", "pretrain", "la"):
+        with pytest.raises(ConfigError, match=f"'{key}.force_weight' must be >= 0"):
+            load_config(None, [f"{key}.force_weight=-1"])
+    with pytest.raises(ConfigError, match="'train.compile' needs train.force_weight 0"):
+        load_config(None, ["train.compile=true"])  # null may mean forces
+    with pytest.raises(ConfigError, match="'train.compile' needs train.force_weight 0"):
+        load_config(None, ["train.compile=true", "train.force_weight=0", "pretrain.force_weight=0.5"])
+    assert load_config(None, ["train.compile=true", "train.force_weight=0"]).train.compile

@@ -8,8 +8,10 @@ from eipnn_training.data.batching import KIND_DFT, KIND_EIP, Batch
 from eipnn_training.strategies.label_augmentation.tukey import (
     MAD_TO_SIGMA,
     TUKEY_C,
+    AugmentedForceLoss,
     AugmentedLoss,
     mad_scale,
+    tukey_force_term,
     tukey_rho,
     tukey_term,
 )
@@ -112,3 +114,50 @@ def test_augmented_loss_combines_mse_and_weighted_eip_term():
     assert float(AugmentedLoss(0.5, 4.0, "mse")(predicted, batch)) == pytest.approx(1.0 + 2.0 * mse_eip)
     with pytest.raises(ValueError, match="eip_loss must be 'tukey' or 'mse'"):
         AugmentedLoss(1.0, 1.0, "huber")
+
+
+def force_batch(kinds: list[int], force_rows: list[list[float] | None]) -> Batch:
+    """One atom per row; ``force_rows[b]`` its force label (3 components) or None (no label)."""
+    batch = rows_batch([0.0] * len(kinds), kinds)
+    batch.forces = torch.tensor([f or [0.0, 0.0, 0.0] for f in force_rows], dtype=torch.float64)[:, None, :]
+    batch.force_mask = torch.tensor([[f is not None] for f in force_rows])
+    return batch
+
+
+def test_tukey_force_term_by_hand_scale_over_every_present_component():
+    # DFT atom 0 (labelled), DFT atom 1 (no label: masked), EIP atoms 2 and 3.
+    batch = force_batch([KIND_DFT, KIND_DFT, KIND_EIP, KIND_EIP],
+                        [[1.0, 0.0, -1.0], None, [0.5, 8.0, 0.0], [2.0, -2.0, 3.0]])
+    predicted = torch.zeros(4, 1, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        predicted[1] = 100.0  # the unlabelled atom's prediction must not count anywhere
+    term = tukey_force_term(predicted, batch)
+    # |residuals| of the 9 present components: 1 0 1 | 0.5 8 0 | 2 2 3 -> median 1.
+    s = MAD_TO_SIGMA * 1.0
+    eip = [0.5, 8.0, 0.0, 2.0, -2.0, 3.0]
+    assert float(term.detach()) == pytest.approx(sum(rho(r / s) for r in eip) / 6)
+    term.backward()
+    # d/d F_hat of rho((F - F_hat)/s) / 6 = -psi(r)/s / 6; 8/s is beyond c: zero pull.
+    expected = [-psi(r / s) / s / 6 for r in eip]
+    assert predicted.grad[2:, 0].reshape(-1).tolist() == pytest.approx(expected)
+    assert predicted.grad[2, 0, 1] == 0.0 and not predicted.grad[:2].any()
+
+
+def test_tukey_force_term_is_zero_without_eip_force_labels():
+    batch = force_batch([KIND_DFT, KIND_EIP], [[1.0, 0.0, 0.0], None])
+    predicted = torch.zeros(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    term = tukey_force_term(predicted, batch)
+    assert float(term.detach()) == 0.0 and term.requires_grad
+
+
+def test_augmented_force_loss_combines_dft_mse_and_weighted_eip_term():
+    batch = force_batch([KIND_DFT, KIND_EIP, KIND_EIP], [[1.0, -1.0, 2.0], [0.5, 0.0, -0.5], [3.0, 0.0, 1.0]])
+    predicted = torch.zeros(3, 1, 3, dtype=torch.float64)
+    dft_mse = (1 + 1 + 4) / 3
+    s = MAD_TO_SIGMA * 1.0  # |residuals| 1 1 2 .5 0 .5 3 0 1 -> median 1
+    tukey = sum(rho(r / s) for r in [0.5, 0.0, -0.5, 3.0, 0.0, 1.0]) / 6
+    loss = AugmentedForceLoss(dft_weight=0.3, alpha=0.5, balance=4.0, eip_weight=0.2)
+    assert float(loss(predicted, batch)) == pytest.approx(0.3 * dft_mse + 0.5 * 4.0 * 0.2 * tukey)
+    mse_eip = (0.25 + 0.25 + 9 + 1) / 6
+    plain = AugmentedForceLoss(0.0, 0.5, 4.0, 0.2, "mse")
+    assert float(plain(predicted, batch)) == pytest.approx(0.5 * 4.0 * 0.2 * mse_eip)

@@ -10,6 +10,7 @@ from eipnn_training.data.batching import KIND_DFT, KIND_EIP, Rows, collate
 from eipnn_training.data.dataset import dataset_from_atoms
 from eipnn_training.data.graphs import build_graphs
 from eipnn_training.strategies.multitask.objective import multitask_mse
+from eipnn_training.train.losses import ForceMSE
 
 NAN = float("nan")
 
@@ -55,3 +56,21 @@ def test_rows_of_another_kind_and_empty_batches_add_nothing():
     loss.backward()  # still part of the graph: a batch without EIP entries is not an error
     none_present = _batch(np.array([[NAN, NAN]]))
     assert float(multitask_mse(predicted, none_present).detach()) == 0.0
+
+
+def test_eip_force_mse_skips_missing_eip_entries():
+    """Forces [N, K, 3] with NaN where an EIP has no entry: masked out of the force MSE."""
+    targets = np.array([[1.0, 2.0], [3.0, NAN]])
+    configurations = [bulk("Si", "diamond", a=5.43 + 0.01 * i) for i in range(2)]
+    graphs = build_graphs(dataset_from_atoms(configurations), 4.0, progress=False)
+    forces = [np.arange(12.0).reshape(2, 2, 3), np.ones((2, 2, 3))]
+    forces[1][:, 1] = NAN  # EIP 1 failed on configuration 1
+    rows = Rows(np.arange(2), targets, np.ones(2), np.full(2, KIND_EIP), forces)
+    batch = collate(graphs, graphs.species_index(["Si"]), rows, np.arange(2))
+    assert batch.forces.shape == (4, 2, 3)
+    assert batch.force_mask.tolist() == [[True, True], [True, True], [True, False], [True, False]]
+    predicted = torch.zeros(4, 2, 3, dtype=torch.float64)
+    predicted[2:, 1] = 1e6  # where the label is missing: must not count
+    present = np.concatenate([forces[0].reshape(-1), forces[1][:, 0].reshape(-1)])
+    assert float(ForceMSE(2.0, kind=KIND_EIP)(predicted, batch)) == pytest.approx(2.0 * np.mean(present ** 2))
+    assert float(ForceMSE(2.0, kind=KIND_DFT)(predicted, batch)) == 0.0  # no DFT rows

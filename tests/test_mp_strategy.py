@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,12 +16,16 @@ from eipnn_training.config import ConfigError, load_config
 from eipnn_training.data.batching import KIND_EIP
 from eipnn_training.eip import label
 from eipnn_training.strategies.multitask import initializer, pretrain, representation_hash
-from eipnn_training.strategies.multitask.cache import PretrainCacheError
+from eipnn_training.strategies.multitask.cache import PretrainCacheError, pretrain_key
 from eipnn_training.strategies.multitask.finetune import (
     PretrainMismatch,
     load_representation,
 )
+from eipnn_training.strategies.multitask.objective import multitask_mse
+from eipnn_training.strategies.multitask.pretrain import pretrain_settings
 from eipnn_training.strategies.multitask.targets import eip_rows
+from eipnn_training.train.loop import _step_loss
+from eipnn_training.train.metrics import batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
 
 
@@ -182,3 +187,57 @@ def test_results_json_on_disk_matches_returned_results(workspace):
     on_disk = json.loads((workspace["config"].run_dir / "results.json").read_text())
     assert on_disk["pretrained_dir"] == workspace["results"]["pretrained_dir"]
     assert on_disk["finetune_start_hash"] == workspace["results"]["finetune_start_hash"]
+
+
+def test_pretraining_with_eip_forces_fits_every_head_to_its_eip_forces(workspace, tmp_path):
+    """pretrain.force_weight > 0: rows carry each EIP's forces [N, K, 3]; the step's loss is
+    the energy MSE + w * MSE of head k's -dE_k/dx against EIP k's forces; a few epochs run,
+    validated and checkpointed on the combined metric, in a pretraining of its own."""
+    weight = 0.5
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EIPNN_CACHE", str(workspace["root"] / "cache"))
+        config = _config(workspace, pretrain={"epochs": 3, "batch_size": 16, "force_weight": weight,
+                                              "checkpoint_dir": str(tmp_path)})
+        data = prepare_data(config)
+        pool = data.split.splits["unlabeled"][:6]
+        rows, _ = eip_rows(data, pool, PRETRAIN_EIPS, progress=False, with_forces=True)
+        direct = label([data.split.dataset.atoms(int(i)) for i in pool], PRETRAIN_EIPS, store=False,
+                       progress=False, with_forces=True)
+        pretrained = pretrain(config)
+    for i in range(len(pool)):
+        assert rows.forces[i].shape == (direct.n_atoms[i], 2, 3)
+        for k in range(2):
+            np.testing.assert_allclose(rows.forces[i][:, k], direct.forces[k][i])
+    # The loss of one step has the force term, by hand with one autograd call per head.
+    potential = seeded_potential(model_spec(config, data.species), 0, num_outputs=2).double()
+    batch = next(data.loader(rows, 6).epoch(0)).to("cpu", torch.float64)
+    settings = pretrain_settings(config)
+    loss = _step_loss(potential, batch, settings)
+    positions = batch.positions.detach().clone().requires_grad_(True)
+    energies = batch_energies(potential, replace(batch, positions=positions))
+    squared = []
+    for k in range(2):
+        (grad,) = torch.autograd.grad(energies[:, k].sum(), positions, retain_graph=True)
+        squared.append((-grad - torch.from_numpy(np.concatenate([f[:, k] for f in rows.forces]))) ** 2)
+    expected = multitask_mse(energies, batch) + weight * torch.cat(squared).mean()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-10)
+    assert float((loss - multitask_mse(energies, batch)).detach()) > 0
+    # The run: force metrics every epoch, the best epoch by the combined metric.
+    history = (pretrained.folder / "metrics.csv").read_text().splitlines()
+    header = history[0].split(",")
+    assert {"val_eip_force_mae", "val_eip_combined_mae"} <= set(header) and len(history) == 1 + 3
+    combined = [float(line.split(",")[header.index("val_eip_combined_mae")]) for line in history[1:]]
+    assert pretrained.results["best_epoch"] == 1 + combined.index(min(combined))
+    assert pretrained.results["force_weight"] == weight
+    assert 0 < pretrained.results["best_val_eip_force_mae_ev_per_angstrom"] < 10
+    assert str(pretrained.folder) != workspace["results"]["pretrained_dir"]
+
+
+def test_energy_only_pretraining_keeps_its_key():
+    """pretrain.force_weight 0 leaves the key as before forces existed (stored pretrainings
+    are still found); any other weight is part of it."""
+    config = load_config(None, ["pretrain.force_weight=0"])
+    spec = model_spec(config, ["Si"])
+    assert "force_weight" not in pretrain_key(config, spec, "g", ["e"])["pretrain"]
+    forced = load_config(None, ["pretrain.force_weight=0.1"])
+    assert pretrain_key(forced, spec, "g", ["e"])["pretrain"]["force_weight"] == 0.1

@@ -33,7 +33,8 @@ class Batch:
     weight: torch.Tensor  # [B]
     kind: torch.Tensor  # [B] int64
     rows: torch.Tensor  # [B] int64 configuration indices in the dataset
-    forces: torch.Tensor | None = None  # [N, 3] eV/Å, when force training asks for it
+    forces: torch.Tensor | None = None  # [N, K, 3] eV/Å (0 where missing), when force training asks for it
+    force_mask: torch.Tensor | None = None  # [N, K] bool: atom n has a force label for output k
 
     @property
     def num_rows(self) -> int:
@@ -55,7 +56,8 @@ class Rows:
     """What a batch's rows are: configuration indices and their targets.
 
     ``targets`` [R, K] eV (NaN = missing), ``weight`` [R], ``kind`` [R]; ``forces`` holds
-    per-configuration DFT forces (or is None) when force training is on.
+    per-configuration forces when force training is on: [N_i, 3] (one output) or
+    [N_i, K, 3] eV/Å, NaN where an entry is missing, None for a row without forces.
     """
 
     indices: np.ndarray
@@ -96,11 +98,11 @@ def collate(graphs: GraphSet, species_index: np.ndarray, rows: Rows, select: np.
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     edge_offset = np.repeat(starts, e1 - e0)
     targets = rows.targets[select]
-    forces = None
+    forces = force_mask = None
     if rows.forces is not None:
-        per_row = [rows.forces[s] for s in select]
-        if all(f is not None for f in per_row):
-            forces = torch.from_numpy(np.concatenate(per_row))
+        forces_np = _batch_forces([rows.forces[s] for s in select], counts)
+        present = ~np.isnan(forces_np).any(axis=2)  # [N, K]
+        forces, force_mask = torch.from_numpy(np.nan_to_num(forces_np)), torch.from_numpy(present)
     return Batch(
         positions=torch.from_numpy(graphs.positions[atom_ids]),
         species=torch.from_numpy(species_index[atom_ids]),
@@ -114,7 +116,17 @@ def collate(graphs: GraphSet, species_index: np.ndarray, rows: Rows, select: np.
         kind=torch.from_numpy(rows.kind[select].astype(np.int64)),
         rows=torch.from_numpy(configs.astype(np.int64)),
         forces=forces,
+        force_mask=force_mask,
     )
+
+
+def _batch_forces(per_row: list[np.ndarray | None], counts: np.ndarray) -> np.ndarray:
+    """[N, K, 3] eV/Å of a batch's rows, NaN for a row without forces (K from the others)."""
+    shaped = [None if f is None else np.asarray(f, dtype=np.float64).reshape(int(n), -1, 3)
+              for f, n in zip(per_row, counts)]
+    num_outputs = next((f.shape[1] for f in shaped if f is not None), 1)
+    return np.concatenate([np.full((int(n), num_outputs, 3), np.nan) if f is None else f
+                           for f, n in zip(shaped, counts)])
 
 
 class BatchLoader:

@@ -14,18 +14,42 @@ from ..plots import learning_curves, parity_plot
 from ..runs import RunFolder
 from ..train.loop import FitSettings, fit
 from ..train.losses import LOSSES
-from ..train.metrics import predict
+from ..train.metrics import EnergyForceMetrics, energy_metrics, force_mae, predict
 from ..train.schedules import SCHEDULES
-from ..train.session import DTYPES, fit_reference, model_spec, prepare_data, seeded_potential
+from ..train.session import (DTYPES, fit_reference, model_spec, prepare_data, resolve_force_weight,
+                             seeded_potential)
 
 
 def fit_settings(config: RunConfig) -> FitSettings:
+    """The loop's settings from ``train.*`` (``train.force_weight`` already resolved).
+    With forces the best epoch is the one of the lowest ``val_combined_mae``
+    (configuration MAE + sqrt(w) x force MAE, eV); without, of ``val_config_mae``."""
     t = config.train
-    return FitSettings(
+    settings = FitSettings(
         epochs=t.epochs, lr=t.lr, lr_final=t.lr_final, grad_clip=t.grad_clip,
         force_weight=t.force_weight, device=config.device, dtype=DTYPES[t.dtype],
         progress=config.progress, loss=LOSSES[t.loss], schedule=SCHEDULES[t.schedule], compile=t.compile,
     )
+    if t.force_weight > 0:
+        metrics = EnergyForceMetrics(t.force_weight, energy_metrics)
+        settings.evaluate, settings.monitor = metrics, metrics.monitor
+    return settings
+
+
+def best_row(history: list[dict], best_epoch: int) -> dict[str, Any]:
+    """The history row (metrics) of the best epoch."""
+    return next(row for row in history if row["epoch"] == best_epoch)
+
+
+def force_results(potential: Potential, test, config: RunConfig, history: list[dict], best_epoch: int) -> dict[str, Any]:
+    """results.json keys of a run trained on forces: test and best-epoch val force MAE."""
+    best = best_row(history, best_epoch)
+    return {
+        "test_force_mae_ev_per_angstrom": force_mae(potential, test, torch.device(config.device),
+                                                    DTYPES[config.train.dtype]),
+        "best_val_force_mae_ev_per_angstrom": best["val_force_mae"],
+        "best_val_combined_mae_ev": best["val_combined_mae"],
+    }
 
 
 def run_baseline(
@@ -45,17 +69,18 @@ def run_baseline(
         torch.set_num_threads(config.num_threads)
     data = prepare_data(config)
     config.model.species = list(data.species)  # resolved: saved so the run can be re-exported
+    forces = resolve_force_weight(config, data) > 0
     save_config(config, run.config)
     spec = model_spec(config, data.species)
     potential = seeded_potential(spec, config.seed)
     if initialize is not None:
         initialize(potential)
-    train_rows = data.dft_rows("train", with_forces=config.train.force_weight > 0)
+    train_rows = data.dft_rows("train", with_forces=forces)
     reference, scale = fit_reference(potential, data, train_rows)
     t = config.train
     train = data.loader(train_rows, t.batch_size, shuffle=True, seed=config.seed)
-    val = data.loader(data.dft_rows("val"), t.eval_batch_size)
-    test = data.loader(data.dft_rows("test"), t.eval_batch_size)
+    val = data.loader(data.dft_rows("val", with_forces=forces), t.eval_batch_size)
+    test = data.loader(data.dft_rows("test", with_forces=forces), t.eval_batch_size)
 
     settings = fit_settings(config)
     result = fit(potential, train, val, settings, run.checkpoints, resume=resume,
@@ -77,7 +102,10 @@ def run_baseline(
         "test_config_mae_ev": predictions.config_mae_ev(),
         "test_atom_mae_ev_per_atom": predictions.atom_mae_ev(),
         "best_epoch": result.best_epoch,
-        "best_val_config_mae_ev": result.best_metric,
+        "best_val_config_mae_ev": (best_row(result.history, result.best_epoch)["val_config_mae"] if forces
+                                   else result.best_metric),
+        "force_weight": t.force_weight,
+        **(force_results(potential, test, config, result.history, result.best_epoch) if forces else {}),
         "num_train": len(train_rows), "num_val": len(val.rows), "num_test": len(test.rows),
         "num_unlabeled": len(data.split.splits["unlabeled"]),
         "reference_energy_ev": dict(zip(data.species, map(float, reference))),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,8 +19,8 @@ from tqdm import tqdm
 from ..data.batching import Batch, BatchLoader
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
-from .losses import LossFunction, energy_mse
-from .metrics import AtomicEnergies, batch_energies, energy_metrics
+from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
+from .metrics import AtomicEnergies, batch_energies, energy_metrics, predicted_forces
 from .schedules import ScheduleBuilder, linear_decay
 
 Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]
@@ -33,7 +33,9 @@ class FitSettings:
     lr: float = 1e-3
     lr_final: float = 1e-5
     grad_clip: float = 5.0
-    force_weight: float = 0.0
+    force_weight: float = 0.0  # > 0: + force_weight * MSE of the DFT rows' forces (Å² x (eV/Å)²)
+    force_loss: Optional[ForceLoss] = None  # a strategy's own force term (replaces the above)
+    batched_force_gradients: bool = False  # K > 1 outputs: one vmapped autograd call, not K
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     monitor: str = "val_config_mae"  # lower is better
@@ -42,6 +44,12 @@ class FitSettings:
     schedule: ScheduleBuilder = linear_decay
     evaluate: Evaluate = energy_metrics
     compile: bool = False  # torch.compile the training steps (energy-only)
+
+    def force_term(self) -> Optional[ForceLoss]:
+        """The force term of the loss, or None for energy-only training."""
+        if self.force_loss is not None:
+            return self.force_loss
+        return ForceMSE(self.force_weight) if self.force_weight > 0 else None
 
 
 @dataclass
@@ -53,15 +61,20 @@ class FitResult:
 
 def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
                atomic_energies: AtomicEnergies | None = None) -> torch.Tensor:
-    """Energy loss, plus the force MSE (eV/Å)² when ``force_weight`` > 0."""
-    if settings.force_weight <= 0:
+    """Energy loss, plus the force term when there is one (``FitSettings.force_term``):
+    the forces -dE_k/dx of every output, with the graph kept for the weight gradient."""
+    force_term = settings.force_term()
+    if force_term is None:  # the paper's energy-only step, unchanged
         return settings.loss(batch_energies(potential, batch, atomic_energies), batch)
     if batch.forces is None:
-        raise ValueError("force_weight > 0 but the batch has no DFT forces")
-    positions = batch.positions.requires_grad_(True)
+        raise ValueError("the loss has a force term but the batch has no force labels")
+    # A leaf of its own: the caller's batch keeps positions without grad (SchNet takes its
+    # energy-only shortcut only for those).
+    positions = batch.positions.detach().requires_grad_(True)
+    batch = replace(batch, positions=positions)
     energies = batch_energies(potential, batch)
-    (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=True)
-    return settings.loss(energies, batch) + settings.force_weight * ((grad + batch.forces) ** 2).mean()
+    forces = predicted_forces(energies, positions, batched=settings.batched_force_gradients)  # [N, K, 3]
+    return settings.loss(energies, batch) + force_term(forces, batch)
 
 
 def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> AtomicEnergies | None:
@@ -74,8 +87,8 @@ def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> Ato
     module's own, so the checkpoint, validation and export see the same model."""
     if not settings.compile:
         return None
-    if settings.force_weight > 0:
-        raise ValueError("compile needs force_weight 0 (torch.compile has no double backward)")
+    if settings.force_term() is not None:
+        raise ValueError("compile needs energy-only training (torch.compile has no double backward)")
     # Those graph breaks are by design; dynamo would warn of each on every new graph.
     logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
     return torch.compile(potential.atomic_energies, dynamic=True)

@@ -1,11 +1,13 @@
-"""Losses over a batch: ``loss(predicted [B, K] eV, batch) -> scalar``.
+"""Losses over a batch: ``loss(predicted [B, K] eV, batch) -> scalar``, and force terms
+``force_loss(forces [N, K, 3] eV/Å, batch) -> scalar`` (weights included).
 
 The batch carries per-row ``kind``, ``weight`` and ``target_mask``, so a strategy can add
 rows of another kind (EIP labels) with their own loss term and weight; the baseline's
-loss uses the DFT rows alone.
+loss uses the DFT rows alone. Force labels come per atom with ``force_mask`` [N, K].
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -13,6 +15,7 @@ import torch
 from ..data.batching import KIND_DFT, Batch
 
 LossFunction = Callable[[torch.Tensor, Batch], torch.Tensor]
+ForceLoss = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
 def masked_mse(predicted: torch.Tensor, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
@@ -29,3 +32,31 @@ def energy_mse(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 LOSSES: dict[str, LossFunction] = {"mse": energy_mse}
+
+
+def force_rows(batch: Batch, rows: torch.Tensor) -> torch.Tensor:
+    """[N, K] bool: atoms of the rows ``rows`` [B] bool that have a force label."""
+    if batch.force_mask is None:
+        return torch.zeros((batch.positions.shape[0], 1), dtype=torch.bool, device=batch.positions.device)
+    return batch.force_mask & rows[batch.batch].unsqueeze(1)
+
+
+def masked_force_mse(forces: torch.Tensor, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
+    """Mean squared error (eV/Å)² over the present force components of the atoms of
+    ``rows`` [B] bool, every output k: forces [N, K, 3]; 0 if none."""
+    mask = force_rows(batch, rows)
+    if not bool(mask.any()):
+        return forces.sum() * 0.0
+    return ((forces - batch.forces)[mask] ** 2).mean()
+
+
+@dataclass
+class ForceMSE:
+    """``weight * MSE`` (Å² x (eV/Å)² = eV², the unit of the energy MSE) over the present
+    force components of the rows of ``kind`` (DFT forces by default)."""
+
+    weight: float
+    kind: int = KIND_DFT
+
+    def __call__(self, forces: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.weight * masked_force_mse(forces, batch, batch.kind == self.kind)

@@ -1,7 +1,9 @@
-"""Predictions over a loader and the paper's metrics (configuration and atom MAE)."""
+"""Predictions over a loader and the paper's metrics (configuration and atom MAE), plus the
+force MAE (eV/Å) when forces are trained."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -20,6 +22,26 @@ def batch_energies(potential: Potential, batch: Batch, atomic_energies: AtomicEn
     atomic = (atomic_energies or potential.atomic_energies)(batch.positions, batch.species, batch.edge_index,
                                                             batch.edge_shift)
     return scatter_sum(atomic, batch.batch, batch.num_rows)
+
+
+def predicted_forces(energies: torch.Tensor, positions: torch.Tensor, create_graph: bool = True,
+                     batched: bool = False) -> torch.Tensor:
+    """Forces -dE_k/dx [N, K, 3] (eV/Å) of every output k of ``energies`` [B, K], which must
+    have been computed from ``positions`` (requires_grad). K outputs need K gradients: one
+    autograd call per output (``retain_graph`` between them), or with ``batched`` one call
+    that vmaps the K unit cotangents (``is_grads_batched``)."""
+    num_outputs = energies.shape[1]
+    if num_outputs == 1:
+        (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=create_graph)
+        return -grad.unsqueeze(1)
+    totals = energies.sum(0)  # [K]
+    if batched:
+        eye = torch.eye(num_outputs, dtype=totals.dtype, device=totals.device)
+        (grads,) = torch.autograd.grad(totals, positions, eye, create_graph=create_graph, is_grads_batched=True)
+        return -grads.transpose(0, 1)  # [K, N, 3] -> [N, K, 3]
+    grads = [torch.autograd.grad(totals[k], positions, create_graph=create_graph, retain_graph=True)[0]
+             for k in range(num_outputs)]
+    return -torch.stack(grads, dim=1)
 
 
 @dataclass
@@ -58,3 +80,52 @@ def energy_metrics(potential: Potential, loader: BatchLoader, device: torch.devi
     """Validation metrics of an energy model: configuration MAE (eV), atom MAE (eV/atom)."""
     predictions = predict(potential, loader, device, dtype)
     return {"val_config_mae": predictions.config_mae_ev(), "val_atom_mae": predictions.atom_mae_ev()}
+
+
+def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> float:
+    """Mean |F_model - F_label| (eV/Å) over every present force component of ``loader``'s
+    rows, all outputs (the K heads of MP against their EIPs); NaN when no row has forces."""
+    was_training = potential.training
+    potential.eval()
+    total, count = 0.0, 0
+    for batch in loader.epoch(0):
+        if batch.forces is None:
+            continue
+        batch = batch.to(device, dtype)
+        positions = batch.positions.detach().requires_grad_(True)
+        batch = replace(batch, positions=positions)
+        forces = predicted_forces(batch_energies(potential, batch), positions, create_graph=False)
+        error = (forces.detach() - batch.forces).abs()[batch.force_mask]  # [present, 3]
+        total, count = total + float(error.double().sum()), count + error.numel()
+    potential.train(was_training)
+    return total / count if count else float("nan")
+
+
+def combined_mae(energy_mae_ev: float, force_mae_ev_per_angstrom: float, force_weight: float) -> float:
+    """The checkpoint metric when forces are trained (eV): energy MAE + sqrt(w) * force MAE.
+    The loss weighs squared errors by ``w`` (Å²), so a force error f counts there as much as
+    an energy error sqrt(w) * f; the same trade-off, in MAEs."""
+    return energy_mae_ev + math.sqrt(force_weight) * force_mae_ev_per_angstrom
+
+
+@dataclass
+class EnergyForceMetrics:
+    """Validation metrics of a model trained on energies and forces: those of ``energy``
+    + ``<prefix>force_mae`` (eV/Å) + ``<prefix>combined_mae`` (eV, the monitor), the latter
+    from ``energy_key``. MP: ``EnergyForceMetrics(w, eip_metrics, "val_eip_mae", "val_eip_")``."""
+
+    force_weight: float
+    energy: Callable = energy_metrics
+    energy_key: str = "val_config_mae"
+    prefix: str = "val_"
+
+    @property
+    def monitor(self) -> str:
+        return self.prefix + "combined_mae"
+
+    def __call__(self, potential: Potential, loader: BatchLoader, device: torch.device,
+                 dtype: torch.dtype) -> dict[str, float]:
+        metrics = self.energy(potential, loader, device, dtype)
+        forces = force_mae(potential, loader, device, dtype)
+        return {**metrics, self.prefix + "force_mae": forces,
+                self.monitor: combined_mae(metrics[self.energy_key], forces, self.force_weight)}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError, RunConfig
+from ..config import DEFAULT_FORCE_WEIGHT, ConfigError, RunConfig
 from ..data.batching import KIND_DFT, BatchLoader, Rows
 from ..data.graphs import GraphSet, cached_graphs
 from ..data.sources import SplitDataset, load_split_dataset
@@ -68,6 +68,17 @@ def prepare_data(config: RunConfig) -> TrainingData:
     species = list(config.model.species) if config.model.species else split.dataset.symbols()
     graphs = cached_graphs(split.dataset, config.model.cutoff_angstrom, progress=config.progress)
     return TrainingData(split, graphs, species, graphs.species_index(species))
+
+
+def resolve_force_weight(config: RunConfig, data: TrainingData) -> float:
+    """``train.force_weight`` null -> ``DEFAULT_FORCE_WEIGHT`` when every train, val and
+    test configuration has DFT forces (si-pbe does), else 0 (energies only); written back
+    into ``config`` so the run folder's config.yaml says what was trained."""
+    if config.train.force_weight is None:
+        dataset, splits = data.split.dataset, data.split.splits
+        has_forces = all(dataset.has_forces(splits[name]) for name in ("train", "val", "test"))
+        config.train.force_weight = DEFAULT_FORCE_WEIGHT if has_forces else 0.0
+    return config.train.force_weight
 
 
 def model_spec(config: RunConfig, species: list[str]) -> ModelSpec:

@@ -32,10 +32,11 @@ class Selection:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def rows(self) -> Rows:
-        """Training rows of kind ``KIND_EIP`` (no DFT target, so no DFT energy is read)."""
+    def rows(self, forces: list[np.ndarray | None] | None = None) -> Rows:
+        """Training rows of kind ``KIND_EIP`` (no DFT target, so no DFT energy is read);
+        ``forces``: per selected configuration its EIP's forces [N_i, 3] eV/Å (or None)."""
         return Rows(self.indices, self.energies_ev[:, None], np.ones(len(self)),
-                    np.full(len(self), KIND_EIP))
+                    np.full(len(self), KIND_EIP), forces)
 
 
 def confidence_third(confidence: np.ndarray, third: str) -> np.ndarray:

@@ -32,8 +32,9 @@ from ...plots import learning_curves, parity_plot
 from ...runs import RunFolder, write_history
 from ...train.checkpoint import save_atomic
 from ...train.metrics import predict
-from ...train.session import DTYPES, TrainingData, fit_reference, model_spec, prepare_data, seeded_potential
-from ..baseline import fit_settings
+from ...train.session import (DTYPES, TrainingData, fit_reference, model_spec, prepare_data, resolve_force_weight,
+                              seeded_potential)
+from ..baseline import fit_settings, force_results
 from .alpha import AugmentedTraining, load_best, search_alpha
 from .classifier import EIPClassifier, build_classifier
 from .classifier_cache import ClassifierFolder, classifier_key
@@ -42,7 +43,7 @@ from .errors import NothingSelected
 from .report import (PoolSeal, alpha_plot, class_balance, confusion_plot, outlier_report,
                      write_selection)
 from .selection import Selection, select
-from .targets import EIPTable, eip_atom_mae, eip_classes, eip_table, resolve_eip_columns
+from .targets import EIPTable, eip_atom_mae, eip_classes, eip_table, resolve_eip_columns, selected_forces
 
 Initialize = Callable[[Potential], None]
 
@@ -136,9 +137,12 @@ def select_from_pool(config: RunConfig, data: TrainingData, table: EIPTable, mod
 def augmented_job(config: RunConfig, data: TrainingData, selection: Selection,
                   initialize: Initialize | None = None) -> tuple[AugmentedTraining, Rows]:
     """The training set (DFT train + selected EIP rows) and the potential factory;
-    ``initialize`` (e.g. MP's pretrained representation) runs on each fresh potential."""
+    ``initialize`` (e.g. MP's pretrained representation) runs on each fresh potential.
+    DFT rows carry DFT forces when ``train.force_weight`` > 0, the selected rows their EIP's
+    forces when ``la.force_weight`` > 0."""
     spec = model_spec(config, data.species)
-    train_rows = data.dft_rows("train")
+    dft_forces = config.train.force_weight > 0
+    train_rows = data.dft_rows("train", with_forces=dft_forces)
 
     def new_potential():
         potential = seeded_potential(spec, config.seed)
@@ -147,14 +151,18 @@ def augmented_job(config: RunConfig, data: TrainingData, selection: Selection,
             initialize(potential)
         return potential
 
-    t = config.train
-    rows = train_rows.concat(selection.rows())
+    t, la = config.train, config.la
+    eip_forces = None
+    if la.force_weight > 0:
+        eip_forces = selected_forces(data, expand(la.eips), selection.indices, selection.classes,
+                                     la.label_workers, config.progress)
+    rows = train_rows.concat(selection.rows(eip_forces))
     job = AugmentedTraining(
         new_potential=new_potential,
         train=data.loader(rows, t.batch_size, shuffle=True, seed=config.seed),
-        val=data.loader(data.dft_rows("val"), t.eval_batch_size),
+        val=data.loader(data.dft_rows("val", with_forces=dft_forces), t.eval_batch_size),
         settings=fit_settings(config), balance=len(train_rows) / len(selection),
-        eip_loss=config.la.eip_loss,
+        eip_loss=la.eip_loss, eip_force_weight=la.force_weight,
     )
     return job, train_rows
 
@@ -169,6 +177,7 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
         torch.set_num_threads(config.num_threads)
     data = prepare_data(config)
     config.model.species = list(data.species)
+    dft_forces = resolve_force_weight(config, data) > 0
     save_config(config, run.config)
     seal = PoolSeal(data.split.dataset)
     (run.path / "la").mkdir(exist_ok=True)
@@ -198,8 +207,9 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
         shutil.copy(chosen.checkpoint_dir / name, run.checkpoints / name)  # eipnn-export reads these
     run.write_metrics(chosen.history)
     with open(run.path / "la" / "alpha_search.csv", "w") as handle:
-        handle.write("alpha,best_val_config_mae_ev,best_epoch\n")
-        handle.writelines(f"{r.alpha:g},{r.best_val_config_mae_ev!r},{r.best_epoch}\n" for r in tried)
+        handle.write("alpha,best_val_config_mae_ev,best_epoch" + (",best_val_combined_mae_ev\n" if dft_forces else "\n"))
+        handle.writelines(f"{r.alpha:g},{r.best_val_config_mae_ev!r},{r.best_epoch}"
+                          + (f",{r.best_val_metric!r}\n" if dft_forces else "\n") for r in tried)
     alpha_plot([r.alpha for r in tried], [r.best_val_config_mae_ev for r in tried], chosen.alpha,
                run.path / "la" / "alpha_curve.png")
     potential = load_best(job, chosen, config.device)
@@ -208,7 +218,7 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
 
     # Test, export and plots as the baseline does.
     device, dtype = torch.device(config.device), DTYPES[config.train.dtype]
-    test = data.loader(data.dft_rows("test"), config.train.eval_batch_size)
+    test = data.loader(data.dft_rows("test", with_forces=dft_forces), config.train.eval_batch_size)
     predictions = predict(potential, test, device, dtype)
     spec = model_spec(config, data.species)
     provenance = {"strategy": config.strategy, "seed": config.seed, "split_seed": config.data.split_seed,
@@ -231,6 +241,8 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
         "best_epoch": chosen.best_epoch, "best_val_config_mae_ev": chosen.best_val_config_mae_ev,
         "num_train": len(train_rows), "num_val": len(job.val.rows), "num_test": len(test.rows),
         "num_unlabeled": len(data.split.splits["unlabeled"]),
+        "force_weight": config.train.force_weight,
+        **(force_results(potential, test, config, chosen.history, chosen.best_epoch) if dft_forces else {}),
         "seconds_per_epoch_mean": float(np.mean(epoch_seconds)),
         "seconds_total": time.perf_counter() - started,
         "device": config.device, "torch_threads": torch.get_num_threads(),
@@ -243,6 +255,7 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
             "num_missing_label": selection.num_missing_label,
             "num_dropped_by_options": selection.num_dropped_by_options,
             "confidence": la.confidence, "select_eips": la.select_eips, "eip_loss": la.eip_loss,
+            "force_weight": la.force_weight,
             "alpha": chosen.alpha, "balance_n_train_over_n_added": job.balance,
             "alpha_search": {f"{r.alpha:g}": r.best_val_config_mae_ev for r in tried},
             "outliers": outliers, "pool_dft_reads": list(data.split.dataset.unseal_log),

@@ -58,6 +58,24 @@ def eip_table(data: TrainingData, eips: list[str], indices: np.ndarray, aligned:
     return EIPTable(list(labels.names), energies, aligned, offsets)
 
 
+def selected_forces(data: TrainingData, eips: list[str], indices: np.ndarray, columns: np.ndarray,
+                    workers: int = 1, progress: bool = True) -> list[np.ndarray | None]:
+    """Forces [N_i, 3] (eV/Å) of configuration ``indices[m]`` under EIP ``eips[columns[m]]``
+    (None where that EIP failed): the force labels of LA's selected rows. Each EIP labels
+    only the configurations it was chosen for. An alignment shifts energies by per-species
+    constants, so aligned and raw forces are the same."""
+    dataset = data.split.dataset
+    columns = np.asarray(columns, dtype=np.int64)
+    forces: list[np.ndarray | None] = [None] * len(indices)
+    for k in np.unique(columns):
+        rows = np.flatnonzero(columns == k)
+        labels = label([dataset.atoms(int(indices[m])) for m in rows], [eips[int(k)]], workers=workers,
+                       progress=progress, with_forces=True)
+        for position, m in enumerate(rows):
+            forces[m] = labels.forces[0][position]
+    return forces
+
+
 def eip_classes(eip_ev: np.ndarray, dft_ev: np.ndarray, num_atoms: np.ndarray,
                 threshold_ev_per_atom: float) -> np.ndarray:
     """Class [R] of each row: the closest EIP's column, or K (= number of EIPs)."""

@@ -7,6 +7,13 @@ batch with a target (DFT and EIP rows, predictions detached, so ``s`` is a const
 step), ``r = (y - y_hat) / s`` and ``rho(r) = c²/6 [1 - (1 - (r/c)²)³]`` for |r| <= c,
 ``c²/6`` beyond, averaged over the EIP rows. An EIP label far from what the DFT-trained
 model predicts (an EIP that is wrong there) then pulls with zero force.
+
+Forces (``la.force_weight`` > 0, beyond the paper): the selected rows also carry their EIP's
+forces, under the same robust loss with its own scale: ``s_F = 1.4826 * median |F - F_hat|``
+over every present force component of the batch (DFT rows' when DFT forces are trained,
+and EIP rows'; detached), rho of the EIP rows' components / s_F, averaged over them:
+
+    force term = w_DFT * MSE(DFT forces) + alpha * balance * la.force_weight * Tukey(EIP forces)
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ...data.batching import KIND_DFT, KIND_EIP, Batch
-from ...train.losses import masked_mse
+from ...train.losses import force_rows, masked_force_mse, masked_mse
 
 TUKEY_C = 4.6851  # 95 % efficiency at the normal distribution
 MAD_TO_SIGMA = 1.4826  # MAD * 1.4826 = sigma for normal residuals
@@ -70,3 +77,34 @@ class AugmentedLoss:
         else:
             eip = masked_mse(predicted, batch, batch.kind == KIND_EIP)
         return dft + self.alpha * self.balance * eip
+
+
+def tukey_force_term(forces: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean rho over the force components of the EIP rows' atoms (forces [N, 1, 3] eV/Å),
+    scaled by the MAD of every present force component of the batch; 0 without any."""
+    eip = force_rows(batch, batch.kind == KIND_EIP)  # [N, 1]
+    if not bool(eip.any()):
+        return forces.sum() * 0.0
+    residuals = batch.forces - forces  # [N, 1, 3] eV/Å
+    scale = mad_scale(residuals[batch.force_mask])  # DFT and EIP atoms together
+    return tukey_rho(residuals[eip] / scale).mean()
+
+
+@dataclass
+class AugmentedForceLoss:
+    """``dft_weight * MSE(DFT forces) + alpha * balance * eip_weight * EIP force term``
+    (Tukey, or plain MSE for the ablation); weights in Å², terms in (eV/Å)²."""
+
+    dft_weight: float
+    alpha: float
+    balance: float
+    eip_weight: float
+    eip_loss: str = "tukey"
+
+    def __call__(self, forces: torch.Tensor, batch: Batch) -> torch.Tensor:
+        dft = masked_force_mse(forces, batch, batch.kind == KIND_DFT) if self.dft_weight > 0 else 0.0
+        if self.eip_loss == "tukey":
+            eip = tukey_force_term(forces, batch)
+        else:
+            eip = masked_force_mse(forces, batch, batch.kind == KIND_EIP)
+        return self.dft_weight * dft + self.alpha * self.balance * self.eip_weight * eip

@@ -36,6 +36,8 @@ class PretrainCacheError(KeyMismatch):
 def pretrain_key(config: RunConfig, spec: ModelSpec, geometry_hash: str, eip_ids: list[str]) -> dict[str, Any]:
     settings = {k: v for k, v in asdict(config.pretrain).items() if k not in _NOT_IN_KEY}
     settings.pop("eips")
+    if not settings["force_weight"]:  # energies only: the key (and folder) of before forces existed
+        settings.pop("force_weight")
     return {
         "dataset_geometry": geometry_hash,
         "split_seed": config.data.split_seed,

@@ -2,6 +2,9 @@
 
 Loss: MSE (eV²) over every present (configuration, EIP) entry of the batch, total energies
 (METHOD.md). Validation: MAE over the present entries of ``val``'s EIP energies.
+With ``pretrain.force_weight`` w > 0 (beyond the paper): + w * MSE over the present
+(atom, component, EIP) force entries, head k's -dE_k/dx against EIP k's forces; the best
+epoch is then the lowest ``val_eip_combined_mae`` = energy MAE + sqrt(w) * force MAE (eV).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from ...train.losses import masked_mse
 from ...train.metrics import batch_energies
 
 MONITOR = "val_eip_mae"
+FORCE_MONITOR = "val_eip_combined_mae"
 
 
 def multitask_mse(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -12,11 +12,14 @@ import torch
 from ...config import RunConfig
 from ...eip import eip_ids
 from ...models.build import ModelSpec
+from ...data.batching import KIND_EIP
 from ...train.loop import FitSettings, fit
+from ...train.losses import ForceMSE
+from ...train.metrics import EnergyForceMetrics
 from ...train.schedules import slanted_triangular
 from ...train.session import DTYPES, TrainingData, model_spec, prepare_data, seeded_potential
 from .cache import PretrainFolder, pretrain_key, pretrain_root
-from .objective import MONITOR, eip_metrics, multitask_mse
+from .objective import FORCE_MONITOR, MONITOR, eip_metrics, multitask_mse
 from .targets import eip_rows, fit_multitask_reference, subsample
 
 
@@ -37,13 +40,19 @@ class Pretrained:
 
 
 def pretrain_settings(config: RunConfig) -> FitSettings:
+    """METHOD.md's pretraining; with ``pretrain.force_weight`` > 0 also the K heads' forces."""
     p = config.pretrain
-    return FitSettings(
+    settings = FitSettings(
         epochs=p.epochs, lr=p.lr, lr_final=p.lr / p.lr_ratio, grad_clip=p.grad_clip,
         device=config.device, dtype=DTYPES[config.train.dtype], monitor=MONITOR,
         progress=config.progress, loss=multitask_mse, schedule=slanted_triangular,
         evaluate=eip_metrics, compile=config.train.compile,
     )
+    if p.force_weight > 0:
+        metrics = EnergyForceMetrics(p.force_weight, eip_metrics, MONITOR, "val_eip_")
+        settings.force_loss = ForceMSE(p.force_weight, kind=KIND_EIP)
+        settings.evaluate, settings.monitor = metrics, metrics.monitor
+    return settings
 
 
 def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: PretrainFolder, **hooks: Any) -> dict[str, Any]:
@@ -51,8 +60,9 @@ def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: Pretr
     started = time.perf_counter()
     p = config.pretrain
     pool = subsample(data.split.splits["unlabeled"], p.max_unlabeled, config.seed)
-    pool_rows, labels = eip_rows(data, pool, p.eips, p.label_workers, config.progress)
-    val_rows, _ = eip_rows(data, data.split.splits["val"], p.eips, p.label_workers, config.progress)
+    forces = p.force_weight > 0
+    pool_rows, labels = eip_rows(data, pool, p.eips, p.label_workers, config.progress, forces)
+    val_rows, _ = eip_rows(data, data.split.splits["val"], p.eips, p.label_workers, config.progress, forces)
     labelled_at = time.perf_counter()
     potential = seeded_potential(spec, config.seed, num_outputs=len(labels.names))
     fit_multitask_reference(potential, data, pool_rows)
@@ -62,8 +72,12 @@ def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: Pretr
                  resume=folder.started, on_epoch_end=folder.write_metrics, **hooks)
     folder.write_metrics(result.history)
     epoch_seconds = [row["seconds"] for row in result.history]
+    best = next(row for row in result.history if row["epoch"] == result.best_epoch)
     results = {
-        "best_epoch": result.best_epoch, "best_val_eip_mae_ev": result.best_metric,
+        "best_epoch": result.best_epoch, "best_val_eip_mae_ev": best[MONITOR],
+        "force_weight": p.force_weight,
+        **({"best_val_eip_force_mae_ev_per_angstrom": best["val_eip_force_mae"],
+            "best_val_eip_combined_mae_ev": best[FORCE_MONITOR]} if forces else {}),
         "num_pool": len(pool_rows), "num_val": len(val_rows),
         "present_entries": int(labels.present.sum()), "missing_entries": int((~labels.present).sum()),
         "eip_names": list(labels.names), "eip_ids": list(labels.eip_ids),

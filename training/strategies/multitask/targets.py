@@ -35,13 +35,16 @@ def eip_rows(
     eips: list[str],
     workers: int = 1,
     progress: bool = True,
+    with_forces: bool = False,
 ) -> tuple[Rows, Labels]:
-    """Rows of ``indices`` with targets [R, K] = EIP total energies (eV, NaN = missing).
+    """Rows of ``indices`` with targets [R, K] = EIP total energies (eV, NaN = missing);
+    ``with_forces``: also ``forces`` [N_i, K, 3] per row, EIP k's forces (eV/Å), NaN where
+    EIP k has no entry for that configuration.
 
     Raises :class:`MissingEIPEnergies` when one EIP has no energy on any of them.
     """
     atoms = [data.split.dataset.atoms(int(i)) for i in indices]  # geometry only, no DFT label
-    labels = label(atoms, eips, workers=workers, progress=progress)
+    labels = label(atoms, eips, workers=workers, progress=progress, with_forces=with_forces)
     empty = [name for k, name in enumerate(labels.names) if not labels.present[:, k].any()]
     if empty:
         raise MissingEIPEnergies(
@@ -50,8 +53,21 @@ def eip_rows(
             "drop them from pretrain.eips"
         )
     n = len(indices)
-    rows = Rows(np.asarray(indices, dtype=np.int64), labels.energies, np.ones(n), np.full(n, KIND_EIP))
+    forces = per_row_forces(labels) if with_forces else None
+    rows = Rows(np.asarray(indices, dtype=np.int64), labels.energies, np.ones(n), np.full(n, KIND_EIP), forces)
     return rows, labels
+
+
+def per_row_forces(labels: Labels) -> list[np.ndarray]:
+    """[N_i, K, 3] eV/Å per configuration from ``labels.forces[k][i]``, NaN where missing."""
+    rows = []
+    for i, n_atoms in enumerate(labels.n_atoms):
+        stacked = np.full((int(n_atoms), len(labels.names), 3), np.nan)
+        for k, per_eip in enumerate(labels.forces):
+            if per_eip[i] is not None:
+                stacked[:, k] = per_eip[i]
+        rows.append(stacked)
+    return rows
 
 
 def fit_multitask_reference(potential: Potential, data: TrainingData, rows: Rows) -> list[float]:
