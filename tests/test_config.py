@@ -123,3 +123,15 @@ def test_force_weight_defaults_and_checks(tmp_path):
     with pytest.raises(ConfigError, match="'train.compile' needs train.force_weight 0"):
         load_config(None, ["train.compile=true", "train.force_weight=0", "pretrain.force_weight=0.5"])
     assert load_config(None, ["train.compile=true", "train.force_weight=0"]).train.compile
+
+
+@pytest.mark.parametrize("hyperparameters, message", [
+    ("{num_features: 32, radial_basis: fourier}", "unknown radial_basis 'fourier'"),
+    ("{num_features: 32, radial_basis: bessel, rbf_width: dgl}", "bessel basis has none"),
+    ("{num_features: 32, num_layers: 3}", "unexpected keyword argument 'num_layers'"),
+])
+def test_bad_model_hyperparameters_fail_before_any_data_is_read(tmp_path, hyperparameters, message):
+    config = load_config(write(tmp_path, "data: {path: /nowhere.xyz}\n"),
+                         [f"model.hyperparameters={hyperparameters}", f"runs_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=rf"model.hyperparameters' of 'schnet': .*{message}"):
+        check_choices(config, {"baseline": None})

@@ -11,7 +11,7 @@ from ..config import DEFAULT_FORCE_WEIGHT, ConfigError, RunConfig
 from ..data.batching import KIND_DFT, BatchLoader, Rows
 from ..data.graphs import GraphSet, cached_graphs
 from ..data.sources import SplitDataset, load_split_dataset
-from ..models.build import REPRESENTATIONS, ModelSpec, build_potential
+from ..models.build import REPRESENTATIONS, ModelSpec, build_potential, build_representation
 from ..models.potential import Potential
 from .losses import LOSSES
 from .reference import fit_reference_energies, set_reference, species_counts
@@ -32,6 +32,14 @@ def check_choices(config: RunConfig, strategies: dict) -> None:
             raise ConfigError(f"config key '{key}' is '{value}'; known: {', '.join(sorted(table))}")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"config key 'device' is '{config.device}' but torch sees no CUDA device")
+    # Build the representation once (milliseconds) so that a bad hyperparameter fails here,
+    # named, and not after the data is read.
+    model = config.model
+    try:
+        build_representation(ModelSpec(model.kind, list(model.species or ["Si"]), model.cutoff_angstrom,
+                                       dict(model.hyperparameters)))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"config key 'model.hyperparameters' of '{model.kind}': {err}") from None
 
 
 @dataclass
