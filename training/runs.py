@@ -6,8 +6,10 @@
       checkpoints/      last.pt (resumable) and best.pt (best validation weights)
       model.pt          the exported TorchScript model (EIPNNCalculator loads it)
       parity.png, learning_curves.png
-      results.json      test configuration MAE (eV) and atom MAE (eV/atom), timings
+      results.json      test configuration MAE (eV), atom MAE (eV/atom), force MAE (eV/Å)
+                        when forces are trained, timings, the property card's headline numbers
       test_predictions.csv   index in the dataset, atoms, DFT and predicted energy (eV)
+      property_card/    property_card.md / .json and its plots (eipnn_training.validation)
 """
 from __future__ import annotations
 
