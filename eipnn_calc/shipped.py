@@ -3,7 +3,8 @@
 A name is the stem of a model file in the shipped-models folder: ``models/`` at the top of
 the eipnn checkout (what an editable install and a clone have), or the folder named by the
 ``EIPNN_MODELS`` environment variable. Each model there has its property card beside it
-(``<name>.card.md``).
+(``<name>.card/property_card.md``, as ``eipnn-validate`` writes it) and models/README.md
+says how each was made.
 """
 from __future__ import annotations
 

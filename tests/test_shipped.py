@@ -41,4 +41,4 @@ def test_every_shipped_model_loads_and_has_its_card():
         atoms = bulk("Si", "diamond", 5.469)
         atoms.calc = EIPNNCalculator(name)
         assert np.isfinite(atoms.get_potential_energy())
-        assert (models_dir() / f"{name}.card.md").exists(), f"{name} has no property card"
+        assert (models_dir() / f"{name}.card" / "property_card.md").exists(), f"{name} has no property card"
