@@ -13,6 +13,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from eipnn_calc.calculator import EIPNNCalculator
+from eipnn_calc.shipped import resolve_model
 
 from . import plots
 from .comparison import compare
@@ -165,7 +166,7 @@ def property_card(model_path: str | Path, element: Optional[str] = None, out_dir
     settings = settings or CardSettings()
     if not isinstance(references, References):
         references = load_references(references)
-    model_path = Path(model_path)
+    model_path = resolve_model(model_path)  # a file, or the name of a shipped model
     calculator = EIPNNCalculator(model_path, device=device, dtype=settings.dtype)
     md_calculator = (calculator if settings.md_dtype == settings.dtype
                      else EIPNNCalculator(model_path, device=device, dtype=settings.md_dtype))
