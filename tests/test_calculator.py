@@ -11,7 +11,7 @@ from ase.optimize import FIRE
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from eipnn_calc import EIPNNCalculator, InvalidConfigurationError, StressUnavailableError, UnknownSpeciesError
-from physics import numerical_forces, numerical_stress, random_rotation, rotated
+from physics import assert_extensive, assert_invariant, numerical_forces, numerical_stress
 
 
 def _rattled_si(seed=0, repeat=1):
@@ -49,35 +49,11 @@ def test_slab_forces_and_stress(random_si_model):
 def test_invariance_rotation_translation_permutation(random_sic_model):
     atoms = _rattled_si(seed=4)
     atoms.numbers[[1, 4]] = 6
-    calc = EIPNNCalculator(random_sic_model, skin=0.0)
-    atoms.calc = calc
-    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-
-    rotation = random_rotation(7)
-    turned = rotated(atoms, rotation)
-    turned.calc = calc
-    assert turned.get_potential_energy() == pytest.approx(energy, abs=1e-9)
-    np.testing.assert_allclose(turned.get_forces(), forces @ rotation.T, atol=1e-9)
-
-    moved = atoms.copy()
-    moved.positions += [3.1, -7.2, 100.4]
-    moved.calc = calc
-    assert moved.get_potential_energy() == pytest.approx(energy, abs=1e-9)
-
-    order = np.random.default_rng(0).permutation(len(atoms))
-    permuted = atoms[order]
-    permuted.calc = calc
-    assert permuted.get_potential_energy() == pytest.approx(energy, abs=1e-9)
-    np.testing.assert_allclose(permuted.get_forces(), forces[order], atol=1e-9)
+    assert_invariant(atoms, EIPNNCalculator(random_sic_model, skin=0.0), seed=7)
 
 
 def test_supercell_is_extensive(random_si_model):
-    atoms = _rattled_si(seed=5)
-    atoms.calc = EIPNNCalculator(random_si_model)
-    supercell = atoms.repeat(2)
-    supercell.calc = EIPNNCalculator(random_si_model)
-    assert supercell.get_potential_energy() == pytest.approx(8 * atoms.get_potential_energy(), rel=1e-10)
-    np.testing.assert_allclose(supercell.get_stress(), atoms.get_stress(), atol=1e-10)
+    assert_extensive(_rattled_si(seed=5), lambda: EIPNNCalculator(random_si_model), repeat=(2, 2, 2))
 
 
 def test_primitive_cell_smaller_than_cutoff(random_si_model):

@@ -15,7 +15,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from dscribe.descriptors import SOAP as DscribeSOAP
 from models import SW_SI, batched, fit_energies_and_forces
-from physics import numerical_forces, numerical_stress
+from physics import assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,10 +174,14 @@ def test_calculator_forces_and_stress_are_derivatives(sw_soapnet):
     atoms.set_cell(atoms.cell.array @ np.diag([1.02, 0.99, 1.01]), scale_atoms=True)
     atoms.rattle(0.1, seed=3)
     atoms.calc = EIPNNCalculator(sw_soapnet, skin=0.0)
-    forces, stress = atoms.get_forces(), atoms.get_stress(voigt=False)
-    assert np.abs(forces).max() > 0.1  # a real test: the forces are not ~0
-    np.testing.assert_allclose(forces[:3], numerical_forces(atoms, indices=range(3))[:3], atol=1e-6)
-    np.testing.assert_allclose(stress, numerical_stress(atoms), atol=1e-6)
+    assert_forces_and_stress_are_derivatives(atoms, stress_atol=1e-6, smallest_force=0.1)
+
+
+def test_rotation_translation_and_permutation_invariance_and_extensivity(sw_soapnet):
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.rattle(0.1, seed=4)
+    assert_invariant(atoms, EIPNNCalculator(sw_soapnet, skin=0.0), seed=6)
+    assert_extensive(atoms, lambda: EIPNNCalculator(sw_soapnet))
 
 
 def test_scripted_file_equals_eager_model(sw_soapnet):
