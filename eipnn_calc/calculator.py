@@ -18,7 +18,7 @@ from .errors import (
     StressUnavailableError,
     UnknownSpeciesError,
 )
-from .model_file import ModelMetadata, load_model
+from .model_file import load_model
 from .neighbors import NeighborList, SearchGeometry, estimated_edges
 from .shipped import resolve_model
 

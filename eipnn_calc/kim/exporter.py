@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..cli_errors import run_console
 from .driver_build import DRIVER_NAME, install_driver
