@@ -164,6 +164,31 @@ def test_label_of_a_missing_or_corrupt_file(capsys, tmp_path, name, text, messag
 def test_maps_of_a_folder_that_is_not_a_run(capsys, tmp_path):
     line = error_line(capsys, maps_main([str(tmp_path)]), "eipnn-maps")
     assert "is not a finished mp or mp+la run" in line
+    (tmp_path / "results.json").write_text('{"pretrained_dir": ')  # cut short
+    assert "is not valid JSON" in error_line(capsys, maps_main([str(tmp_path)]), "eipnn-maps")
+    (tmp_path / "results.json").write_text(f'{{"pretrained_dir": "{tmp_path / "gone"}"}}')
+    assert "pretrained.pt does not exist" in error_line(capsys, maps_main([str(tmp_path)]), "eipnn-maps")
+
+
+def test_data_path_with_an_energy_that_is_no_number(capsys, workspace):
+    frames = ase.io.read(workspace / "tiny.extxyz", ":")
+    frames[3].calc = None
+    frames[3].info["energy"] = "high"
+    ase.io.write(workspace / "words.extxyz", frames)
+    line = train_error(capsys, workspace, None, f"data.path={workspace / 'words.extxyz'}")
+    assert "energy or forces that are not numbers" in line
+
+
+def test_export_of_a_run_whose_config_was_edited(capsys, unfinished_run):
+    import torch
+
+    from eipnn_training.train.checkpoint import save_atomic
+
+    # Weights of another network: the config says 128 features, these have 8.
+    save_atomic({"model": {"representation.embedding.weight": torch.zeros(1, 8)}},
+                unfinished_run / "checkpoints" / "best.pt")
+    line = error_line(capsys, export_main([str(unfinished_run)]), "eipnn-export")
+    assert "does not fit the model its config.yaml describes" in line
 
 
 def test_export_kim_of_a_missing_model_file(capsys, tmp_path):

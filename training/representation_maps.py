@@ -131,13 +131,20 @@ def run_maps(
     """Maps of an ``mp``/``mp+la`` run folder's configurations; returns a summary."""
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
-    if not results_path.exists() or "pretrained_dir" not in json.loads(results_path.read_text()):
+    try:
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MapsError(f"'{results_path}' is not valid JSON ({err}): the run did not finish writing it") from None
+    if "pretrained_dir" not in results:
         raise MapsError(
             f"'{run_dir}' is not a finished mp or mp+la run (no pretrained_dir in "
             "results.json): train one with strategy: mp first"
         )
-    pretrained_dir = Path(json.loads(results_path.read_text())["pretrained_dir"])
-    payload = torch.load(pretrained_dir / "pretrained.pt", map_location="cpu", weights_only=False)
+    pretrained = Path(results["pretrained_dir"]) / "pretrained.pt"
+    if not pretrained.exists():
+        raise MapsError(f"the pretraining of '{run_dir}' is gone ({pretrained} does not exist): run "
+                        "eipnn-train on its config again, which pretrains anew")
+    payload = torch.load(pretrained, map_location="cpu", weights_only=False)
     config = load_config(run_dir / "config.yaml", ["progress=false"])
     data = prepare_data(config)
     if any(name not in data.split.splits or name == "unlabeled" for name in splits):

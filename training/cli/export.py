@@ -33,7 +33,12 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, dtype: str
         raise RunFolderError(f"'{run.config}' has no model.species (it is filled in when a run starts)")
     spec = model_spec(config, config.model.species)
     potential = seeded_potential(spec, config.seed)
-    potential.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v for k, v in state.items()})
+    try:
+        potential.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as err:  # missing/unexpected keys or shapes: the config was edited
+        raise RunFolderError(
+            f"the checkpoint of '{run.path}' does not fit the model its config.yaml describes "
+            f"({str(err).splitlines()[0]}...): was config.yaml edited after training?") from None
     path = Path(output) if output else run.model
     export_model(potential, spec, path, {"strategy": config.strategy, "seed": config.seed,
                                           "checkpoint": checkpoint}, dtype=dtype)

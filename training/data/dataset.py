@@ -130,16 +130,21 @@ class Dataset:
 def _label(atoms: Atoms) -> tuple[float, np.ndarray | None]:
     """DFT energy (NaN if absent) and forces (None if absent) of one ASE Atoms."""
     energy, forces = np.nan, None
-    if atoms.calc is not None:
-        results = getattr(atoms.calc, "results", {})
-        if "energy" in results:
-            energy = float(results["energy"])
-        if "forces" in results:
-            forces = np.asarray(results["forces"], dtype=np.float64)
-    if np.isnan(energy) and "energy" in atoms.info:
-        energy = float(atoms.info["energy"])
-    if forces is None and "forces" in atoms.arrays:
-        forces = np.asarray(atoms.arrays["forces"], dtype=np.float64)
+    try:
+        if atoms.calc is not None:
+            results = getattr(atoms.calc, "results", {})
+            if "energy" in results:
+                energy = float(results["energy"])
+            if "forces" in results:
+                forces = np.asarray(results["forces"], dtype=np.float64)
+        if np.isnan(energy) and "energy" in atoms.info:
+            energy = float(atoms.info["energy"])
+        if forces is None and "forces" in atoms.arrays:
+            forces = np.asarray(atoms.arrays["forces"], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DatasetFileError(
+            f"a configuration ({atoms.get_chemical_formula()}) has an energy or forces that are not "
+            f"numbers: {err}") from None
     return energy, forces
 
 
