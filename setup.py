@@ -15,7 +15,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["eipnn_calc", "eipnn_calc.*"]) + training_packages,
     package_dir={"eipnn_training": "training"},
-    package_data={"eipnn_calc": ["kim/driver/*", "kim/driver/**/*"]},
+    package_data={"eipnn_calc": ["kim/driver/*", "kim/driver/**/*"],
+                  "eipnn_training.validation": ["references.yaml"]},
     install_requires=[
         "torch==2.13.*",
         "numpy>=2",
@@ -25,6 +26,9 @@ setup(
     extras_require={
         "training": ["pyyaml", "tqdm", "matplotlib", "scikit-learn", "kimpy"],
         "test": ["pytest", "hypothesis", "dscribe", "kimpy"],
+        # GPAW builds from source: needs Debian's libxc-dev libopenmpi-dev libopenblas-dev
+        # libfftw3-dev first (scripts/setup_env.sh); the PAW setups come with gpaw-data.
+        "dft": ["gpaw>=26.7,<27", "gpaw-data>=1.2"],
     },
     entry_points={
         "console_scripts": [
@@ -34,6 +38,9 @@ setup(
             "eipnn-export-kim=eipnn_calc.kim.exporter:main",
             "eipnn-maps=eipnn_training.cli.maps:main",
             "eipnn-la-alpha=eipnn_training.cli.alpha_search:main",
+            "eipnn-sample=eipnn_training.cli.sample:main",
+            "eipnn-dft-label=eipnn_training.cli.dft_label:main",
+            "eipnn-validate=eipnn_training.cli.validate:main",
         ]
     },
 )

@@ -2,10 +2,17 @@
 # Installs what eipnn needs, only where missing: Debian packages (KIM API, the OpenKIM
 # model collection the paper used, LAMMPS, a C++ toolchain) and a virtual environment in
 # .venv with eipnn installed editable. Safe to run again: it does nothing that is done.
+# GPAW (the DFT labeller, docs/dft.md; one tiny calculation runs in the test suite) is
+# installed too, from source (~1 min the first time) against Debian's libxc, OpenMPI,
+# OpenBLAS and FFTW: EIPNN_DFT=0 leaves it out (the main job does not need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libkim-api-dev openkim-models lammps cmake g++ pkg-config python3-venv xxd)
+EIPNN_DFT=${EIPNN_DFT:-1}
+if [ "$EIPNN_DFT" != 0 ]; then
+  APT_PACKAGES+=(libxc-dev libopenmpi-dev libopenblas-dev libfftw3-dev python3-dev)
+fi
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -30,4 +37,9 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   # torch is pinned to 2.13.* in setup.py: an unpinned torch pulls the CUDA wheels.
   .venv/bin/pip install -q --disable-pip-version-check -e ".[training,test]"
   touch "$stamp"
+fi
+# The DFT extra on its own, so that an existing .venv gains it without a full reinstall.
+if [ "$EIPNN_DFT" != 0 ] && ! .venv/bin/python -c "import gpaw, gpaw_data" 2>/dev/null; then
+  echo "eipnn setup: installing GPAW and its PAW setups into .venv (builds from source)"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dft]"
 fi
