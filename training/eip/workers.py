@@ -11,13 +11,16 @@ import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from .catalogue import EIP
 from .errors import WorkerCrashed
 from .evaluation import evaluate, model_for
 from .store import StoredLabel
 from .structure import Structure
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,14 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def execute(tasks: list[Task], workers: int) -> Iterable[tuple[str, list]]:
-    """Results of the tasks as they finish, in-process or from ``workers`` processes."""
+def run_in_workers(run: Callable[[T], R], tasks: list[T], workers: int,
+                   crashed: Callable[[], Exception]) -> Iterator[R]:
+    """``run(task)`` of each task as it finishes, in this process when ``workers`` <= 1, else
+    in forked worker processes that die with the parent; a worker that dies raises
+    ``crashed()`` (an error saying what to do). Shared by the EIP and the DFT labeller."""
     if workers <= 1:
         for task in tasks:
-            yield run_task(task)
+            yield run(task)
         return
     context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(
@@ -71,16 +77,20 @@ def execute(tasks: list[Task], workers: int) -> Iterable[tuple[str, list]]:
         initializer=_die_with_parent,
         initargs=(os.getpid(),),
     ) as pool:
-        futures = [pool.submit(run_task, task) for task in tasks]
+        futures = [pool.submit(run, task) for task in tasks]
         try:
             for future in as_completed(futures):
                 yield future.result()
         except BrokenProcessPool as error:
-            raise WorkerCrashed(
-                "a labelling worker died (a crash inside an EIP); finished chunks are "
-                "stored, so rerunning the same command resumes; run with workers=1 to see "
-                "which configuration crashes"
-            ) from error
+            raise crashed() from error
         finally:
             for future in futures:
                 future.cancel()
+
+
+def execute(tasks: list[Task], workers: int) -> Iterable[tuple[str, list]]:
+    """Results of the tasks as they finish, in-process or from ``workers`` processes."""
+    return run_in_workers(run_task, tasks, workers, lambda: WorkerCrashed(
+        "a labelling worker died (a crash inside an EIP); finished chunks are "
+        "stored, so rerunning the same command resumes; run with workers=1 to see "
+        "which configuration crashes"))
