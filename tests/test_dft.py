@@ -28,6 +28,7 @@ from eipnn_training.dft import (
 from eipnn_training.dft.settings import cost_estimate
 from eipnn_training.eip.store import StoredLabel
 from eipnn_training.eip.structure import Structure
+from processes import alive, children
 
 gpaw = pytest.importorskip("gpaw", reason="GPAW is installed by scripts/setup_env.sh")
 
@@ -146,19 +147,6 @@ def test_chunks_take_stored_labels_no_chunk_holds_and_write_whole_files(tmp_path
     assert json.loads((tmp_path / "chunks" / "settings.json").read_text())[settings_id]["ecut_ev"] == 150.0
 
 
-def _children(pid: int) -> set[int]:
-    path = f"/proc/{pid}/task/{pid}/children"
-    return {int(child) for child in open(path).read().split()} if os.path.exists(path) else set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_dash_nine_loses_no_finished_calculation(tmp_path, workers):
     count = 8
@@ -181,7 +169,7 @@ def test_kill_dash_nine_loses_no_finished_calculation(tmp_path, workers):
             assert process.poll() is None, "labelling finished before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
-            workers_seen |= _children(process.pid)
+            workers_seen |= children(process.pid)
             if (store_dir / "labels.sqlite").exists():
                 with DFTStore(store_dir) as reader:
                     stored = reader.count(settings_id)
@@ -192,9 +180,9 @@ def test_kill_dash_nine_loses_no_finished_calculation(tmp_path, workers):
     if workers > 1:
         assert len(workers_seen) == workers
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers_seen) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers_seen) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in workers_seen)
+        assert not any(alive(pid) for pid in workers_seen)
 
     with sqlite3.connect(store_dir / "labels.sqlite") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

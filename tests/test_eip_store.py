@@ -16,6 +16,7 @@ from ase.build import bulk
 from eipnn_training.eip import LabelStore, LabelStoreError, label
 from eipnn_training.eip.store import StoredLabel
 from eipnn_training.eip.structure import Structure
+from processes import alive, children
 
 
 def _frames(count: int, seed: int = 0, repeat=(1, 1, 1)):
@@ -163,19 +164,6 @@ _LABELLING_SCRIPT = textwrap.dedent(
 )
 
 
-def _children(pid: int) -> set[int]:
-    path = f"/proc/{pid}/task/{pid}/children"
-    return {int(child) for child in open(path).read().split()} if os.path.exists(path) else set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path, workers):
     count = 200
@@ -202,7 +190,7 @@ def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path, w
             if reader is None and (store_dir / "labels.sqlite").exists():
                 reader = LabelStore(store_dir)
             stored = reader.count() if reader is not None else 0
-            workers_seen |= _children(process.pid)
+            workers_seen |= children(process.pid)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -211,9 +199,9 @@ def test_kill_dash_nine_keeps_the_store_readable_and_a_rerun_resumes(tmp_path, w
     if workers > 1:  # the worker processes die with their parent, none is left running
         assert len(workers_seen) == workers
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers_seen) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers_seen) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in workers_seen)
+        assert not any(alive(pid) for pid in workers_seen)
 
     survived = LabelStore(store_dir).count()
     assert 20 <= survived < count and survived % 4 == 0  # whole chunks only
