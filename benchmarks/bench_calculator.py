@@ -40,9 +40,9 @@ class TimedCalculator(EIPNNCalculator):
         self.timings = {"neighbors": 0.0, "model": 0.0}
         get, evaluate = self.neighbors.get, self._evaluate
 
-        def timed_get(atoms):
+        def timed_get(*args):
             start = time.perf_counter()
-            result = get(atoms)
+            result = get(*args)
             self.timings["neighbors"] += time.perf_counter() - start
             return result
 
