@@ -18,7 +18,7 @@ from .errors import (
     StressUnavailableError,
     UnknownSpeciesError,
 )
-from .model_file import load_model
+from .model_file import DTYPES, load_model
 from .neighbors import NeighborList, SearchGeometry, estimated_edges
 from .shipped import resolve_model
 
@@ -28,7 +28,6 @@ MIN_DISTANCE_ANGSTROM = 0.1
 # would not, and distances near the cutoff would be decided by rounding.
 FLOAT32_RESOLUTION_ANGSTROM = 1e-4
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -26,7 +26,8 @@ from .errors import ModelFileError, ModelFormatVersionError
 # readers of format 2 still read format 1 files, and do not pass it to them.
 FORMAT_VERSION = 2
 METADATA_NAME = "eipnn_metadata.json"
-DTYPES = ("float32", "float64")  # what EIPNNCalculator and the KIM driver run a model in
+# The dtypes a model file may declare and EIPNNCalculator / the KIM driver run a model in.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UNITS = {"energy": "eV", "length": "Angstrom"}  # the runtime converts no units
 ELEMENTS = frozenset(chemical_symbols[1:])  # [0] is "X", ASE's placeholder, not an element
 # The metadata's cutoff is a JSON copy of the network's float: it may differ in the last bit.

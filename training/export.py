@@ -8,12 +8,11 @@ from typing import Any
 
 import torch
 
-from eipnn_calc.model_file import ModelMetadata, save_model
+from eipnn_calc.model_file import DTYPES, ModelMetadata, save_model
 
 from .models.build import ModelSpec
 from .models.potential import Potential
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def export_model(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from eipnn_calc.model_file import DTYPES  # noqa: F401  (re-exported: the strategies read it here)
+
 from ..config import DEFAULT_FORCE_WEIGHT, ConfigError, RunConfig
 from ..data.batching import KIND_DFT, BatchLoader, Rows
 from ..data.graphs import GraphSet, cached_graphs
@@ -17,7 +19,6 @@ from .losses import LOSSES
 from .reference import fit_reference_energies, set_reference, species_counts
 from .schedules import SCHEDULES
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def check_choices(config: RunConfig, strategies: dict) -> None:
