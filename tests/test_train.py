@@ -20,7 +20,8 @@ from eipnn_training.data.si_pbe import protocol_split
 from eipnn_training.runs import RunFolderError
 from eipnn_training.train.loop import FitSettings, _step_loss
 from eipnn_training.train.losses import ForceMSE, energy_mse
-from eipnn_training.train.metrics import batch_energies, predicted_forces
+from eipnn_training.models.derivatives import predicted_forces
+from eipnn_training.train.metrics import batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, resolve_force_weight, seeded_potential
 
 NUM_CONFIGURATIONS = 300

@@ -1,4 +1,6 @@
-"""Forces and virial by autograd: the one place every model gets its derivatives."""
+"""Forces and virial by autograd: the one place every model gets its derivatives
+(``forces_and_virial`` inside the exported model; ``predicted_forces`` for training's
+force losses, one gradient per output head)."""
 from __future__ import annotations
 
 from typing import Tuple
@@ -33,3 +35,23 @@ def forces_and_virial(
     virial = -(edge_vectors.transpose(0, 1) @ grad_edges)
     virial = 0.5 * (virial + virial.transpose(0, 1))
     return forces, virial
+
+
+def predicted_forces(energies: torch.Tensor, positions: torch.Tensor, create_graph: bool = True,
+                     batched: bool = False) -> torch.Tensor:
+    """Forces -dE_k/dx [N, K, 3] (eV/Å) of every output k of ``energies`` [B, K], which must
+    have been computed from ``positions`` (requires_grad). K outputs need K gradients: one
+    autograd call per output (``retain_graph`` between them), or with ``batched`` one call
+    that vmaps the K unit cotangents (``is_grads_batched``)."""
+    num_outputs = energies.shape[1]
+    if num_outputs == 1:
+        (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=create_graph)
+        return -grad.unsqueeze(1)
+    totals = energies.sum(0)  # [K]
+    if batched:
+        eye = torch.eye(num_outputs, dtype=totals.dtype, device=totals.device)
+        (grads,) = torch.autograd.grad(totals, positions, eye, create_graph=create_graph, is_grads_batched=True)
+        return -grads.transpose(0, 1)  # [K, N, 3] -> [N, K, 3]
+    grads = [torch.autograd.grad(totals[k], positions, create_graph=create_graph, retain_graph=True)[0]
+             for k in range(num_outputs)]
+    return -torch.stack(grads, dim=1)

@@ -17,10 +17,11 @@ import torch
 from tqdm import tqdm
 
 from ..data.batching import Batch, BatchLoader
+from ..models.derivatives import predicted_forces
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
-from .metrics import AtomicEnergies, batch_energies, energy_metrics, predicted_forces
+from .metrics import AtomicEnergies, batch_energies, energy_metrics
 from .schedules import ScheduleBuilder, linear_decay
 
 Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.batching import Batch, BatchLoader
+from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
 
@@ -22,26 +23,6 @@ def batch_energies(potential: Potential, batch: Batch, atomic_energies: AtomicEn
     atomic = (atomic_energies or potential.atomic_energies)(batch.positions, batch.species, batch.edge_index,
                                                             batch.edge_shift)
     return scatter_sum(atomic, batch.batch, batch.num_rows)
-
-
-def predicted_forces(energies: torch.Tensor, positions: torch.Tensor, create_graph: bool = True,
-                     batched: bool = False) -> torch.Tensor:
-    """Forces -dE_k/dx [N, K, 3] (eV/Å) of every output k of ``energies`` [B, K], which must
-    have been computed from ``positions`` (requires_grad). K outputs need K gradients: one
-    autograd call per output (``retain_graph`` between them), or with ``batched`` one call
-    that vmaps the K unit cotangents (``is_grads_batched``)."""
-    num_outputs = energies.shape[1]
-    if num_outputs == 1:
-        (grad,) = torch.autograd.grad(energies[:, 0].sum(), positions, create_graph=create_graph)
-        return -grad.unsqueeze(1)
-    totals = energies.sum(0)  # [K]
-    if batched:
-        eye = torch.eye(num_outputs, dtype=totals.dtype, device=totals.device)
-        (grads,) = torch.autograd.grad(totals, positions, eye, create_graph=create_graph, is_grads_batched=True)
-        return -grads.transpose(0, 1)  # [K, N, 3] -> [N, K, 3]
-    grads = [torch.autograd.grad(totals[k], positions, create_graph=create_graph, retain_graph=True)[0]
-             for k in range(num_outputs)]
-    return -torch.stack(grads, dim=1)
 
 
 @dataclass
