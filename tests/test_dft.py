@@ -226,3 +226,26 @@ def test_status_reports_progress_and_seconds_without_computing(tmp_path, capsys)
     assert "mean 12.0" in out and "gpaw-error: boom" in out
     assert dft_label.main([str(tmp_path / "missing.extxyz")]) == 1
     assert "eipnn-dft-label: error: no configuration file" in capsys.readouterr().err
+
+
+def test_a_new_machine_does_not_recompute_what_the_committed_chunks_hold(tmp_path):
+    """The store lives in a cache a fresh clone lacks; the chunks are in the repository."""
+    from eipnn_training.cli import dft_label
+
+    ase.io.write(tmp_path / "pool.extxyz.xz", _aluminium(2))
+    pool = ase.io.read(tmp_path / "pool.extxyz.xz", ":")
+    hashes = [Structure.from_atoms(a).content_hash() for a in pool]
+    with DFTStore(tmp_path / "old-store") as store:  # the earlier machine's store
+        settings_id = store.register(TINY)
+        store.put(settings_id, hashes[0], _fake_label(1, -3.0), {"seconds": 1.0})
+        writer = ChunkWriter(tmp_path / "labelled", pool, settings_id, TINY.as_dict(), chunk_size=1)
+        writer.add_stored(store)
+        writer.close()
+    arguments = [str(tmp_path / "pool.extxyz.xz"), "--store", str(tmp_path / "new-store"),
+                 "--ecut", "150", "--kpoint-density", "1", "--chunk-size", "1"]
+    assert dft_label.main(arguments) == 0
+    with DFTStore(tmp_path / "new-store") as store:
+        assert list(store.get(hashes, settings_id)) == [hashes[1]]  # only the missing one computed
+    frames = read_chunks(tmp_path / "labelled")
+    assert [f.info["config_hash"] for f in frames] == hashes
+    assert frames[0].get_potential_energy() == -3.0  # the committed label, kept

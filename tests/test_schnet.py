@@ -83,6 +83,7 @@ def test_the_default_gaussian_width_is_dgl_lifescis_rbf_expansion():
     assert rbf.coefficient.item() == pytest.approx(-1.0 / gap, rel=1e-7)
     np.testing.assert_allclose(rbf.centers.numpy(), mu, rtol=0, atol=1e-6)
     exact = np.exp(rbf.coefficient.item() * (d[:, None] - rbf.centers.numpy()) ** 2)
+    exact[exact < math.exp(-80.0)] = 0.0  # no subnormal floats (GaussianRBF.forward)
     np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=0)
     # ... so DGL's float64 values to within what float32 constants allow.
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-12)
@@ -361,7 +362,7 @@ def test_an_old_run_folder_re_exports_to_the_same_network(tmp_path):
 
 def _energy_and_grads(potential, positions, edge_index, edge_shift, general: bool):
     """The energy and the weight gradients; ``general`` makes the lengths require a
-    gradient, which sends SchNet through its per-edge path."""
+    gradient, which sends SchNet through its path for forces."""
     potential.zero_grad()
     positions = positions.clone().requires_grad_(general)
     atomic = potential.atomic_energies(positions, torch.zeros(len(positions), dtype=torch.long), edge_index, edge_shift)
@@ -385,6 +386,42 @@ def test_energy_only_path_gives_the_same_energy_and_weight_gradients(rattle, bas
     assert energy_fast == pytest.approx(energy_general, rel=1e-13)
     for fast, general in zip(grads_fast, grads_general):
         torch.testing.assert_close(fast, general, rtol=1e-10, atol=1e-12)
+
+
+def _force_loss_and_grads(potential, positions, edge_index, edge_shift, per_edge: bool):
+    """Forces and the weight gradients of an energy + force loss (the double backward of
+    force training); ``per_edge`` forces the filter network onto every edge."""
+    potential.zero_grad()
+    positions = positions.clone().requires_grad_(True)
+    edge_index, vectors, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
+    every_edge = [lengths.shape[0]] * potential.representation.num_layers if per_edge else None
+    species = torch.zeros(len(positions), dtype=torch.long)
+    energy = potential.atomic_energies_from_edges(species, edge_index, vectors, lengths, every_edge).sum()
+    (forces,) = torch.autograd.grad(-energy, positions, create_graph=True)
+    loss = (energy + 5.0) ** 2 + 10.0 * ((forces - 0.1) ** 2).sum()
+    loss.backward()
+    return forces.detach(), [p.grad.clone() for p in potential.parameters()]
+
+
+@pytest.mark.parametrize("basis", [{}, {"rbf_width": "spacing"}, {"radial_basis": "bessel", "num_rbf": 8}],
+                         ids=["gaussian_dgl", "gaussian_spacing", "bessel"])
+@pytest.mark.parametrize("rattle", [0.0, 0.05])
+def test_force_training_by_distinct_length_gives_autograds_weight_gradients(rattle, basis):
+    """Force training computes the filters once per distinct length, with their slopes by
+    forward-mode differentiation (issue 16): forces and the weight gradients of a force loss
+    equal those of the filter network on every edge. rattle 0: many pairs of one length,
+    each with its own derivative."""
+    torch.manual_seed(0)
+    potential = build_potential(ModelSpec("schnet", ["Si"], CUTOFF, dict(SMALL, **basis), 16)).double()
+    potential.scale.fill_(20.0)
+    positions, edge_index, edge_shift = _graph(rattle)
+    forces_edge, grads_edge = _force_loss_and_grads(potential, positions, edge_index, edge_shift, True)
+    forces_fast, grads_fast = _force_loss_and_grads(potential, positions, edge_index, edge_shift, False)
+    if rattle > 0:  # (the perfect crystal's forces vanish; their weight gradients do not)
+        assert float(forces_edge.abs().max()) > 1e-3
+    torch.testing.assert_close(forces_fast, forces_edge, rtol=1e-10, atol=1e-12)
+    for fast, edge in zip(grads_fast, grads_edge):
+        torch.testing.assert_close(fast, edge, rtol=1e-9, atol=1e-11)
 
 
 def test_a_wrong_length_table_would_be_seen():
@@ -430,3 +467,22 @@ def test_exported_forces_match_finite_differences_on_a_crystal_with_equal_length
         e_plus = potential(plus, species, edge_index, edge_shift, mask)["energy"].item()
         e_minus = potential(minus, species, edge_index, edge_shift, mask)["energy"].item()
         assert forces[0, axis].item() == pytest.approx(-(e_plus - e_minus) / (2 * step), abs=1e-7)
+
+
+@pytest.mark.parametrize("width", ["dgl", "spacing"])
+def test_the_gaussian_basis_has_no_subnormal_values(width):
+    """Subnormal floats make every operation that touches them ~30x slower on x86 (issue 16):
+    the basis gives zeros instead, and differs from the exact Gaussians by less than 1e-34."""
+    from eipnn_training.models.layers import GaussianRBF
+
+    basis = GaussianRBF(128, 5.0, width)
+    distances = torch.linspace(0.0, 5.0, 20001)
+    values = basis(distances)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not bool(((values != 0) & (values.abs() < tiny)).any())
+    exact = torch.exp(basis.coefficient.double() * (distances.double().unsqueeze(1) - basis.centers.double()) ** 2)
+    computed = basis.double()(distances.double())
+    zeroed = computed == 0
+    assert float(exact[zeroed].max()) < 1.9e-35  # only what is below e^-80 became 0
+    assert torch.allclose(computed[~zeroed], exact[~zeroed], rtol=1e-12, atol=0.0)
+    assert bool((exact < tiny).any() & (exact > 0).any())  # the band is there to be zeroed

@@ -150,6 +150,10 @@ def _command(args: argparse.Namespace) -> int:
                 for writer in writers:  # a writer skips what is not in its pool
                     writer.add(config_hash, label, record)
 
+            # A new machine starts with an empty store: what the committed chunks hold is
+            # not computed again.
+            configurations = [atoms for atoms in configurations
+                              if not any(writer.holds(atoms) for writer in writers)]
             labels = label_dft(configurations, settings, workers=args.workers, store=store,
                                retry_failed=args.retry_failed, limit=args.limit, on_result=add)
             finished = not any(r.startswith("not-computed") for r in labels.reasons)

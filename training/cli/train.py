@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any, Callable
 
+import torch
+
 from eipnn_calc.cli_errors import run_console
 
 from ..config import RunConfig, load_config
@@ -29,6 +31,11 @@ STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline, "la": run_label_aug
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **hooks: Any) -> dict[str, Any]:
     """Library entry point of the command (tests call it directly)."""
     check_choices(config, STRATEGIES)
+    # Subnormal floats (|x| < 1.2e-38 in float32) cost x86 ~30x per operation: flushed to
+    # zero they change nothing a loss can see, and SchNet's force step is 20 % faster beyond
+    # what GaussianRBF's own zeros give (docs/training.md). The setting is the process's:
+    # a training run owns it.
+    torch.set_flush_denormal(True)
     run = RunFolder(config.run_dir)
     run.create(config, resume=resume, overwrite=overwrite)
     results = STRATEGIES[config.strategy](config, run, resume=resume, **hooks)

@@ -81,6 +81,10 @@ class ChunkWriter:
     def n_written(self) -> int:
         return len(self._written)
 
+    def holds(self, atoms) -> bool:
+        """Whether a chunk already holds this configuration's label (of these settings)."""
+        return Structure.from_atoms(atoms).content_hash() in self._written
+
     def _record_settings(self, payload: dict) -> None:
         path = self.directory / SETTINGS_FILE
         known = json.loads(path.read_text()) if path.exists() else {}

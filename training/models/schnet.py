@@ -6,6 +6,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from .layers import BesselRBF, CosineCutoff, GaussianRBF, PolynomialCutoff, ShiftedSoftplus, mlp
 
@@ -69,6 +70,29 @@ class Interaction(nn.Module):
         for k in range(len(rbf)):
             filters = self.filter_net(rbf[k]) * envelope[k].unsqueeze(-1)  # [E_k, F]
             messages = h.index_select(0, senders[k]) * filters  # [E_k, F]
+            aggregated = aggregated.index_add(0, receivers[k], messages)
+        return x + self.f2out(aggregated)
+
+    def forward_by_length_with_slope(
+        self,
+        x: torch.Tensor,
+        receivers: List[torch.Tensor],
+        senders: List[torch.Tensor],
+        table: torch.Tensor,
+        slope: torch.Tensor,
+        length_ids: List[torch.Tensor],
+        offsets: List[torch.Tensor],
+    ) -> torch.Tensor:
+        """``forward`` with the filters of each distinct length, ``table`` [U, F], and their
+        slope dW/dr, ``slope`` [U, F]: an edge's filter is table + slope * offset, where the
+        offset (its length minus that same length, detached) is 0 in value and has
+        derivative 1, so the filter and its first derivative by the edge length are exact."""
+        h = self.in2f(x)
+        aggregated = torch.zeros_like(h)
+        for k in range(len(senders)):
+            ids = length_ids[k]
+            filters = table.index_select(0, ids) + slope.index_select(0, ids) * offsets[k].unsqueeze(-1)
+            messages = h.index_select(0, senders[k]) * filters
             aggregated = aggregated.index_add(0, receivers[k], messages)
         return x + self.f2out(aggregated)
 
@@ -141,6 +165,8 @@ class SchNet(nn.Module):
         x = self.embedding(species)
         if layer_edges is None and not lengths.requires_grad:
             return self._energy_only(x, edge_index, lengths)
+        if layer_edges is None and not torch.jit.is_scripting():
+            return self._by_length_with_slope(x, edge_index, lengths)
         length_chunks = lengths.split(self.edge_chunk)
         rbf = [self.rbf(chunk) for chunk in length_chunks]
         envelope = [self.envelope(chunk) for chunk in length_chunks]
@@ -175,6 +201,31 @@ class SchNet(nn.Module):
         ids = list(length_ids.split(self.edge_chunk))
         for interaction in self.interactions:
             x = interaction.forward_by_length(x, receivers, senders, rbf, envelope, ids)
+        return x
+
+    @torch.jit.unused
+    def _by_length_with_slope(self, x: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The forward pass when forces are asked for, in eager mode (training on forces):
+        the filter network runs once per distinct length, as in ``_energy_only``, and
+        forward-mode differentiation gives each filter's slope dW/dr there. The slopes are
+        functions of the weights that autograd follows, so the double backward of force
+        training sees the same function as per edge; what it no longer does is the filter
+        network's double backward over every edge (docs/training.md). Not in the exported
+        model (TorchScript has no forward mode): it evaluates per edge."""
+        distinct, length_ids = torch.unique(lengths.detach(), return_inverse=True)
+        offsets = lengths - distinct.index_select(0, length_ids)  # 0 in value, d/d length = 1
+        tables = []
+        with forward_ad.dual_level():
+            dual = forward_ad.make_dual(distinct, torch.ones_like(distinct))
+            rbf, envelope = self.rbf(dual), self.envelope(dual).unsqueeze(-1)
+            for interaction in self.interactions:
+                tables.append(forward_ad.unpack_dual(interaction.filter_net(rbf) * envelope))
+        receivers = list(edge_index[0].split(self.edge_chunk))
+        senders = list(edge_index[1].split(self.edge_chunk))
+        ids = list(length_ids.split(self.edge_chunk))
+        offset_chunks = list(offsets.split(self.edge_chunk))
+        for interaction, (table, slope) in zip(self.interactions, tables):
+            x = interaction.forward_by_length_with_slope(x, receivers, senders, table, slope, ids, offset_chunks)
         return x
 
     def _leading(self, chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:
