@@ -54,6 +54,12 @@ def resolve_device(device: str) -> torch.device:
 class EIPNNCalculator(Calculator):
     """Energy, forces, stress and per-atom energies from an eipnn model file.
 
+    A committee model file (``eipnn-train`` with ``train.committee`` > 1) gives the members'
+    mean as energy, forces and stress, and their spread in ``calc.results`` after a call:
+    ``"energy_std"`` (eV, float) and ``"forces_std"`` ([N, 3] eV/Å, each component), also
+    through ``calc.get_property("energy_std", atoms)``. ``calc.committee_size`` is the number
+    of members (1 for a single model).
+
     Parameters
     ----------
     model: path of the exported TorchScript model file, or the name of a shipped model
@@ -92,6 +98,9 @@ class EIPNNCalculator(Calculator):
         self.device = resolve_device(device)
         self.dtype = DTYPES[dtype]
         module, self.metadata = load_model(resolve_model(model), device=self.device)
+        self.committee_size = int(self.metadata.model.get("committee", 1))
+        if self.committee_size > 1:  # an instance attribute: get_property checks it
+            self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]
         self.model = module.to(dtype=self.dtype)
         self.neighbors = NeighborList(self.metadata.cutoff_angstrom, skin)
         self.memory_limit_bytes = (int(memory_limit_gb * 1e9) if memory_limit_gb is not None
@@ -137,6 +146,9 @@ class EIPNNCalculator(Calculator):
         if atoms.pbc.any() and abs(atoms.cell.volume) > 1e-12:
             stress = -out["virial"] / atoms.cell.volume
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if "energy_std" in out:  # a committee: the members' spread beside their mean
+            self.results["energy_std"] = float(out["energy_std"])
+            self.results["forces_std"] = out["forces_std"]
 
     def _evaluate(
         self, positions: np.ndarray, species: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray

@@ -74,7 +74,10 @@ class TrainConfig:
     forces, else energies only (resolved once the data is read, and saved resolved).
     ``compile``: run the training steps through ``torch.compile`` (energy-only training;
     the same function, fused kernels: ~1.4x faster SchNet steps on the CPU, after a one-off
-    compile of ~20 s per process)."""
+    compile of ~20 s per process). ``committee`` > 1 (baseline and MP): train that many
+    members, seeds ``seed``, ``seed + 1``, ..., together on the same batches
+    (``training.train.ensemble``), exported as one committee model file whose spread the
+    calculator returns (``energy_std``, ``forces_std``)."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -87,6 +90,7 @@ class TrainConfig:
     dtype: str = "float32"
     eval_batch_size: int = 64
     compile: bool = False
+    committee: int = 1
 
 
 @dataclass
@@ -333,6 +337,13 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("config key 'train.compile' needs train.force_weight 0 (and pretrain/la.force_weight "
                           "0): torch.compile cannot differentiate the forces a second time for their loss; "
                           "set train.force_weight=0 for energy-only training")
+    if t.committee < 1:
+        raise ConfigError(f"config key 'train.committee' must be >= 1, got {t.committee}")
+    if t.committee > 1 and config.strategy not in ("baseline", "mp"):
+        raise ConfigError(f"config key 'train.committee' > 1 is for the baseline and mp strategies, "
+                          f"not '{config.strategy}' (its alpha search already trains an ensemble)")
+    if t.committee > 1 and t.compile:
+        raise ConfigError("config key 'train.committee' > 1 trains in eager mode: set train.compile=false")
     if config.pretrain.lr_ratio < 1:
         raise ConfigError(f"config key 'pretrain.lr_ratio' must be >= 1, got {config.pretrain.lr_ratio}")
     if config.pretrain.max_unlabeled is not None and config.pretrain.max_unlabeled < 1:

@@ -1,5 +1,6 @@
-"""``eipnn-export RUN_DIR [-o model.pt] [--dtype float64] [--checkpoint best|last]``:
-(re-)export a run's checkpoint to a TorchScript model file."""
+"""``eipnn-export RUN_DIR [-o model.pt] [--dtype float64] [--checkpoint best|last] [--member K]``:
+(re-)export a run's checkpoint to a TorchScript model file (a committee run's: the whole
+committee, or with ``--member`` one member alone)."""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,12 @@ from ..config import load_config
 from ..export import export_model
 from ..runs import RunFolder, RunFolderError
 from ..train.checkpoint import load_state
+from ..train.ensemble import member_folder
 from ..train.session import model_spec, seeded_potential
 
 
 def export_run(run_dir: str | Path, output: str | Path | None = None, dtype: str = "float64",
-               checkpoint: str = "best") -> Path:
+               checkpoint: str = "best", member: int | None = None) -> Path:
     """Rebuild the run's model from its config and write checkpoint ``checkpoint``."""
     run = RunFolder(run_dir)
     if not run.path.is_dir():
@@ -28,29 +30,43 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, dtype: str
         raise RunFolderError(f"'{run.path}' is not a run folder (no config.yaml): give the folder "
                              "eipnn-train wrote, runs_dir/name")
     config = load_config(run.config)
-    state = _checkpoint_weights(run, checkpoint)
     if not config.model.species:
         raise RunFolderError(f"'{run.config}' has no model.species (it is filled in when a run starts)")
+    size = config.train.committee
+    folders = [run.checkpoints] if size == 1 else [member_folder(run.checkpoints, k) for k in range(size)]
+    if member is not None:
+        if not 0 <= member < size:
+            raise RunFolderError(f"--member {member}: run '{run.path}' has "
+                                 + (f"members 0..{size - 1}" if size > 1 else "no committee (train.committee 1)"))
+        folders = [folders[member]]
     spec = model_spec(config, config.model.species)
-    potential = seeded_potential(spec, config.seed)
+    potentials = [_potential(run, spec, config.seed, _checkpoint_weights(run, folder, checkpoint))
+                  for folder in folders]
+    path = Path(output) if output else run.model
+    provenance = {"strategy": config.strategy, "seed": config.seed, "checkpoint": checkpoint}
+    if member is not None:
+        provenance["committee_member"] = member
+    export_model(potentials if len(potentials) > 1 else potentials[0], spec, path, provenance, dtype=dtype)
+    return path
+
+
+def _potential(run: RunFolder, spec, seed: int, state: dict):
+    potential = seeded_potential(spec, seed)
     try:
         potential.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as err:  # missing/unexpected keys or shapes: the config was edited
         raise RunFolderError(
             f"the checkpoint of '{run.path}' does not fit the model its config.yaml describes "
             f"({str(err).splitlines()[0]}...): was config.yaml edited after training?") from None
-    path = Path(output) if output else run.model
-    export_model(potential, spec, path, {"strategy": config.strategy, "seed": config.seed,
-                                          "checkpoint": checkpoint}, dtype=dtype)
-    return path
+    return potential
 
 
-def _checkpoint_weights(run: RunFolder, checkpoint: str) -> dict:
-    """The model weights of ``checkpoints/<checkpoint>.pt``; a missing or unreadable file is
+def _checkpoint_weights(run: RunFolder, folder: Path, checkpoint: str) -> dict:
+    """The model weights of ``folder/<checkpoint>.pt``; a missing or unreadable file is
     a RunFolderError that names it."""
-    path = run.checkpoints / f"{checkpoint}.pt"
+    path = folder / f"{checkpoint}.pt"
     if not path.exists():
-        present = sorted(p.stem for p in run.checkpoints.glob("*.pt")) if run.checkpoints.is_dir() else []
+        present = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
         if not present:
             raise RunFolderError(f"run '{run.path}' has no checkpoint (no epoch of it finished): "
                                  "train it with eipnn-train first")
@@ -72,11 +88,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="model file (default RUN_DIR/model.pt)")
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--member", type=int, default=None, help="a committee run: export this member alone")
     return p
 
 
 def _command(args: argparse.Namespace) -> int:
-    print(export_run(args.run_dir, args.output, args.dtype, args.checkpoint))
+    print(export_run(args.run_dir, args.output, args.dtype, args.checkpoint, args.member))
     return 0
 
 

@@ -9,9 +9,11 @@ import torch
 
 from ..config import RunConfig, save_config
 from ..export import export_model
+from ..models.committee import Committee
 from ..models.potential import Potential
 from ..plots import learning_curves, parity_plot
-from ..runs import RunFolder
+from ..runs import RunFolder, write_history
+from ..train.ensemble import fit_ensemble, member_folder
 from ..train.loop import FitSettings, fit
 from ..train.losses import LOSSES
 from ..train.metrics import EnergyForceMetrics, energy_metrics, force_mae, predict
@@ -52,6 +54,29 @@ def force_results(potential: Potential, test, config: RunConfig, history: list[d
     }
 
 
+def _fit_committee(members: list[Potential], train, val, settings: FitSettings, run: RunFolder,
+                   resume: bool, **hooks: Any) -> list:
+    """The members trained together (``training.train.ensemble``), each with its metrics.csv
+    in ``checkpoints/member_<k>/``; the run folder's metrics.csv is member 0's."""
+    def history(k: int, rows: list) -> None:
+        write_history(rows, member_folder(run.checkpoints, k) / "metrics.csv")
+        if k == 0:
+            run.write_metrics(rows)
+    return fit_ensemble(members, train, val, [settings] * len(members), run.checkpoints, resume=resume,
+                        on_epoch_end=history, **hooks)
+
+
+def committee_results(members: list[Potential], member_results: list, test, config: RunConfig) -> dict[str, Any]:
+    """results.json's ``committee``: size, each member's best epoch and test MAE."""
+    device, dtype = torch.device(config.device), DTYPES[config.train.dtype]
+    return {
+        "members": len(members),
+        "seeds": [config.seed + k for k in range(len(members))],
+        "best_epochs": [r.best_epoch for r in member_results],
+        "member_test_config_mae_ev": [predict(m, test, device, dtype).config_mae_ev() for m in members],
+    }
+
+
 def run_baseline(
     config: RunConfig,
     run: RunFolder,
@@ -72,27 +97,34 @@ def run_baseline(
     forces = resolve_force_weight(config, data) > 0
     save_config(config, run.config)
     spec = model_spec(config, data.species)
-    potential = seeded_potential(spec, config.seed)
-    if initialize is not None:
-        initialize(potential)
-    train_rows = data.dft_rows("train", with_forces=forces)
-    reference, scale = fit_reference(potential, data, train_rows)
     t = config.train
+    members = [seeded_potential(spec, config.seed + k) for k in range(t.committee)]
+    train_rows = data.dft_rows("train", with_forces=forces)
+    for member in members:
+        if initialize is not None:
+            initialize(member)
+        reference, scale = fit_reference(member, data, train_rows)
     train = data.loader(train_rows, t.batch_size, shuffle=True, seed=config.seed)
     val = data.loader(data.dft_rows("val", with_forces=forces), t.eval_batch_size)
     test = data.loader(data.dft_rows("test", with_forces=forces), t.eval_batch_size)
-
     settings = fit_settings(config)
-    result = fit(potential, train, val, settings, run.checkpoints, resume=resume,
-                 on_epoch_end=run.write_metrics, **hooks)
+    if t.committee == 1:
+        potential = members[0]
+        result = fit(potential, train, val, settings, run.checkpoints, resume=resume,
+                     on_epoch_end=run.write_metrics, **hooks)
+        member_results = [result]
+    else:
+        member_results = _fit_committee(members, train, val, settings, run, resume, **hooks)
+        potential, result = Committee(members), member_results[0]
     run.write_metrics(result.history)
-
     predictions = predict(potential, test, torch.device(config.device), settings.dtype)
     provenance = {
         "strategy": config.strategy, "seed": config.seed, "split_seed": config.data.split_seed,
         "dataset": data.split.dataset.name, "geometry_hash": data.split.dataset.geometry_hash(),
         "best_epoch": result.best_epoch,
     }
+    if t.committee > 1:
+        provenance["committee_best_epochs"] = [r.best_epoch for r in member_results]
     run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev,
                           predictions.predicted_ev)
     parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
@@ -116,9 +148,12 @@ def run_baseline(
         "machine": platform.processor() or platform.machine(),
         "model_path": str(run.model),
     }
+    if t.committee > 1:
+        results["committee"] = committee_results(members, member_results, test, config)
     run.write_results(results)
     # Exported last: if scripting fails (say, a model source edited under a long run), the
     # metrics and checkpoints are already on disk and `--resume` redoes only this tail.
-    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
+    export_model(members if t.committee > 1 else potential, spec, run.model, provenance,
+                 dtype=config.export_dtype)
     return results
 

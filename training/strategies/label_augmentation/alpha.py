@@ -1,9 +1,11 @@
 """Training on the augmented set for one alpha, and the search over a grid of alphas,
 picked by the best validation configuration MAE (METHOD.md "Label augmentation", 4).
 
-Each alpha trains a fresh potential (same seed, so the same initial weights) in its own
-checkpoint folder ``checkpoints/alpha_<a>/``; an alpha that finished is not retrained on
-``--resume``, one that was cut short continues from its last epoch.
+Each alpha trains a fresh potential (same seed, so the same initial weights); the alphas
+train together in one pass over the batches (``training.train.ensemble``, checkpoint
+``checkpoints/alpha_search/last.pt``), each with its own folder ``checkpoints/alpha_<a>/``
+(best.pt, metrics.csv, done.json). An alpha that finished is not retrained on ``--resume``;
+a search cut short continues from its last epoch.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from ...data.batching import BatchLoader
 from ...models.potential import Potential
 from ...runs import write_history
 from ...train.checkpoint import load_state
-from ...train.loop import FitSettings, fit
+from ...train.ensemble import fit_ensemble
+from ...train.loop import FitResult, FitSettings
 from .tukey import AugmentedForceLoss, AugmentedLoss
 
 
@@ -63,33 +66,50 @@ def alpha_folder(checkpoints: Path, alpha: float) -> Path:
     return checkpoints / f"alpha_{alpha:g}"
 
 
-def train_alpha(alpha: float, job: AugmentedTraining, checkpoints: Path, resume: bool = False,
-                **hooks: Any) -> AlphaResult:
-    """Train (or, when it already finished, load) the potential of one alpha."""
-    folder = alpha_folder(checkpoints, alpha)
-    done = folder / "done.json"
-    if resume and done.exists():
-        summary = json.loads(done.read_text())
-        return AlphaResult(alpha, summary["best_val_config_mae_ev"], summary["best_epoch"],
-                           summary["history"], folder, summary.get("best_val_metric"))
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = job.settings_for(alpha)
-    started = resume and (folder / "last.pt").exists()
-    result = fit(job.new_potential(), job.train, job.val, settings, folder, resume=started,
-                 on_epoch_end=lambda history: write_history(history, folder / "metrics.csv"), **hooks)
+def _done(alpha: float, folder: Path) -> AlphaResult:
+    summary = json.loads((folder / "done.json").read_text())
+    return AlphaResult(alpha, summary["best_val_config_mae_ev"], summary["best_epoch"],
+                       summary["history"], folder, summary.get("best_val_metric"))
+
+
+def _finish(alpha: float, result: FitResult, settings: FitSettings, folder: Path) -> AlphaResult:
     best = next(row for row in result.history if row["epoch"] == result.best_epoch)
     config_mae = result.best_metric if settings.monitor == "val_config_mae" else best["val_config_mae"]
     metric = None if settings.monitor == "val_config_mae" else result.best_metric
-    done.write_text(json.dumps({"alpha": alpha, "best_val_config_mae_ev": config_mae, "best_val_metric": metric,
-                                "best_epoch": result.best_epoch, "history": result.history}))
+    (folder / "done.json").write_text(json.dumps({
+        "alpha": alpha, "best_val_config_mae_ev": config_mae, "best_val_metric": metric,
+        "best_epoch": result.best_epoch, "history": result.history}))
     return AlphaResult(alpha, config_mae, result.best_epoch, result.history, folder, metric)
+
+
+def train_alphas(alphas: list[float], job: AugmentedTraining, checkpoints: Path, resume: bool = False,
+                 **hooks: Any) -> list[AlphaResult]:
+    """Train (or, where one already finished, load) the potentials of ``alphas``: those to
+    train go together, one ensemble member per alpha (``training.train.ensemble``), each as
+    its own run would (same initial weights, its own loss, optimiser and best epoch)."""
+    folders = {alpha: alpha_folder(checkpoints, alpha) for alpha in alphas}
+    finished = {a: _done(a, f) for a, f in folders.items() if resume and (f / "done.json").exists()}
+    todo = [a for a in alphas if a not in finished]
+    if todo:
+        settings = [job.settings_for(a) for a in todo]
+        together = checkpoints / "alpha_search"
+        started = resume and (together / "last.pt").exists()
+
+        def history(k: int, rows: list) -> None:
+            write_history(rows, folders[todo[k]] / "metrics.csv")
+
+        results = fit_ensemble([job.new_potential() for _ in todo], job.train, job.val, settings, together,
+                               resume=started, member_dirs=[folders[a] for a in todo],
+                               on_epoch_end=history, **hooks)
+        finished.update({a: _finish(a, r, s, folders[a]) for a, r, s in zip(todo, results, settings)})
+    return [finished[a] for a in alphas]
 
 
 def search_alpha(grid: list[float], job: AugmentedTraining, checkpoints: Path, resume: bool = False,
                  **hooks: Any) -> tuple[AlphaResult, list[AlphaResult]]:
     """Train every alpha of ``grid``; the chosen one has the lowest validation MAE (the
     combined energy + force one when DFT forces are trained; the smaller alpha among equals)."""
-    results = [train_alpha(float(a), job, checkpoints, resume, **hooks) for a in sorted(grid)]
+    results = train_alphas(sorted(float(a) for a in grid), job, checkpoints, resume, **hooks)
     chosen = results[int(np.argmin([r.score for r in results]))]
     return chosen, results
 

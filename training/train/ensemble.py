@@ -1,0 +1,153 @@
+"""K models trained together in one pass over the same batches: the alpha search of label
+augmentation (K alphas, one initial model) and committees (K seeds, one loss).
+
+Each member keeps everything a run of its own has: its loss (``FitSettings``), Adam state,
+learning-rate schedule, best-validation checkpoint and history, so member k ends exactly as
+``fit(potential_k, train, val, settings_k)`` would (a test). What the members share is the
+pass over the data: each batch is collated once and every member takes its step on it, and
+one checkpoint holds all of them, so a run killed at any point resumes where it was.
+
+The members step one after another on each batch. Stacking their parameters and running
+them as one ``torch.func.vmap`` computes the same function, but on this CPU it was 1.4-1.6x
+slower than the members one by one (its batched gathers and scatters are slower than K plain
+ones; ``benchmarks/bench_training_step.py --part ensemble``), so the plain loop it is.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..data.batching import BatchLoader
+from ..models.potential import Potential
+from .checkpoint import ResumeError, load_state, save_atomic
+from .loop import FitResult, FitSettings, _step_loss
+
+# Settings every member must share: they shape the one pass over the data.
+SHARED_SETTINGS = ("epochs", "device", "dtype", "progress", "compile")
+
+
+@dataclass
+class _Member:
+    potential: Potential
+    settings: FitSettings
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    result: FitResult
+    folder: Path
+
+
+def member_folder(checkpoint_dir: Path, k: int) -> Path:
+    return checkpoint_dir / f"member_{k}"
+
+
+def _check_shared(settings: list[FitSettings]) -> None:
+    for name in SHARED_SETTINGS:
+        values = {repr(getattr(s, name)) for s in settings}
+        if len(values) > 1:
+            raise ValueError(f"ensemble members must share '{name}'; got {', '.join(sorted(values))}")
+
+
+def _member(potential: Potential, settings: FitSettings, steps: int, folder: Path) -> _Member:
+    potential.to(device=torch.device(settings.device), dtype=settings.dtype)
+    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, settings.schedule(settings.lr, settings.lr_final, steps))
+    folder.mkdir(parents=True, exist_ok=True)
+    return _Member(potential, settings, optimizer, scheduler, FitResult(), folder)
+
+
+def _state(members: list[_Member], epoch: int) -> dict:
+    return {"epoch": epoch, "members": [{
+        "model": m.potential.state_dict(), "optimizer": m.optimizer.state_dict(),
+        "scheduler": m.scheduler.state_dict(), "history": m.result.history,
+        "best_epoch": m.result.best_epoch, "best_metric": m.result.best_metric,
+    } for m in members]}
+
+
+def _restore(members: list[_Member], state: dict) -> int:
+    if len(state["members"]) != len(members):
+        raise ResumeError(f"the checkpoint holds {len(state['members'])} ensemble members, this run "
+                          f"has {len(members)}: resume with the configuration it was started with")
+    for m, saved in zip(members, state["members"]):
+        m.potential.load_state_dict(saved["model"])
+        m.optimizer.load_state_dict(saved["optimizer"])
+        m.scheduler.load_state_dict(saved["scheduler"])
+        m.result = FitResult(saved["history"], saved["best_epoch"], saved["best_metric"])
+    return state["epoch"] + 1
+
+
+def fit_ensemble(
+    potentials: list[Potential],
+    train: BatchLoader,
+    val: BatchLoader,
+    settings: list[FitSettings],
+    checkpoint_dir: Path,
+    resume: bool = False,
+    member_dirs: Optional[list[Path]] = None,
+    on_epoch_end: Optional[Callable[[int, list], None]] = None,
+    on_batch_end: Optional[Callable[[int, int], None]] = None,
+) -> list[FitResult]:
+    """Train every potential in place on the same batches, member k with ``settings[k]``;
+    at the end each holds its own best validation weights, also in ``member_dirs[k]/best.pt``
+    (default ``checkpoint_dir/member_<k>``); ``checkpoint_dir/last.pt`` holds them all.
+    ``on_epoch_end(k, history)`` is called for each member after every epoch."""
+    if len(potentials) != len(settings) or not potentials:
+        raise ValueError(f"{len(potentials)} potentials and {len(settings)} settings: one of each per member")
+    _check_shared(settings)
+    if any(s.compile for s in settings):
+        raise ValueError("train.compile is for single runs; ensembles train in eager mode")
+    first = settings[0]
+    device, steps = torch.device(first.device), first.epochs * len(train)
+    folders = member_dirs or [member_folder(checkpoint_dir, k) for k in range(len(potentials))]
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    members = [_member(p, s, steps, folder) for p, s, folder in zip(potentials, settings, folders)]
+    last, start_epoch = checkpoint_dir / "last.pt", 0
+    if resume:
+        start_epoch = _restore(members, load_state(last, device))
+    bar = tqdm(total=steps, initial=start_epoch * len(train), desc=f"train x{len(members)}",
+               disable=not first.progress, dynamic_ncols=True)
+    for epoch in range(start_epoch, first.epochs):
+        started = time.perf_counter()
+        sums = [[0.0, 0] for _ in members]
+        for m in members:
+            m.potential.train()
+        for step, batch in enumerate(train.epoch(epoch)):
+            batch = batch.to(device, first.dtype)
+            for m, total in zip(members, sums):
+                loss = _step_loss(m.potential, batch, m.settings)
+                m.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
+                m.optimizer.step()
+                m.scheduler.step()
+                total[0] += float(loss.detach()) * batch.num_rows
+                total[1] += batch.num_rows
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, best_val=f"{min(m.result.best_metric for m in members):.4g}",
+                            refresh=False)
+            if on_batch_end is not None:
+                on_batch_end(epoch, step)
+        seconds = time.perf_counter() - started
+        for k, (m, (loss_sum, rows)) in enumerate(zip(members, sums)):
+            metrics = m.settings.evaluate(m.potential, val, device, first.dtype)
+            m.result.history.append({"epoch": epoch + 1, "lr": m.optimizer.param_groups[0]["lr"],
+                                     "train_loss": loss_sum / max(rows, 1), **metrics,
+                                     "seconds": seconds / len(members)})
+            if metrics[m.settings.monitor] < m.result.best_metric:
+                m.result.best_metric, m.result.best_epoch = metrics[m.settings.monitor], epoch + 1
+                save_atomic({"model": m.potential.state_dict(), "epoch": epoch + 1, **metrics},
+                            m.folder / "best.pt")
+        save_atomic(_state(members, epoch), last)  # the one checkpoint a resume reads
+        for m in members:  # each member's last weights, for ``eipnn-export --checkpoint last``
+            save_atomic({"model": m.potential.state_dict(), "epoch": epoch}, m.folder / "last.pt")
+        if on_epoch_end is not None:
+            for k, m in enumerate(members):
+                on_epoch_end(k, m.result.history)
+    bar.close()
+    for m in members:
+        m.potential.load_state_dict(load_state(m.folder / "best.pt", device)["model"])
+    return [m.result for m in members]
