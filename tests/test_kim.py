@@ -141,6 +141,34 @@ def test_ase_kim_equals_eipnn_calculator_for_si(si_model, atoms):
     assert_same_results(atoms, name, path)
 
 
+def test_a_committee_runs_through_kim_as_its_mean(kim_environment):
+    """A committee model file (issue 16) through the KIM driver: the members' mean, as the
+    calculator gives it (the driver reads energy, forces and virial, never the spread)."""
+    from eipnn_training.export import export_model
+    from eipnn_training.models.build import ModelSpec, build_potential
+
+    spec = ModelSpec("schnet", ["Si"], 5.0, {"num_features": 16, "num_interactions": 2, "num_rbf": 16})
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        potential = build_potential(spec)
+        with torch.no_grad():
+            potential.atom_ref.fill_(-5.4)
+            potential.scale.fill_(5.0)
+        members.append(potential)
+    path = kim_environment / "eipnn_test_committee.pt"
+    export_model(members, spec, path)
+    assert exporter.main([str(path), "eipnn_test_committee", "--output-dir", str(kim_environment / "packages"),
+                          "--install"]) == 0
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True), seed=4)
+    assert_same_results(atoms, "eipnn_test_committee", path)
+    single = atoms.copy()
+    single.calc = EIPNNCalculator(make_model_file(kim_environment / "member0.pt", ["Si"], seed=0))
+    committee = atoms.copy()
+    committee.calc = EIPNNCalculator(path)
+    assert committee.get_potential_energy() != pytest.approx(single.get_potential_energy(), rel=1e-6)
+
+
 def test_ase_kim_equals_eipnn_calculator_for_two_species(sic_model):
     name, path = sic_model
     atoms = bulk("SiC", "zincblende", a=4.36, cubic=True).repeat((2, 2, 1))
