@@ -12,6 +12,14 @@ layer, which computes the same function. Both paths alternate, so machine load h
     .venv/bin/python benchmarks/bench_training_step.py [--batches 16] [--repeats 3] [--threads 1]
         [--part filters|forces|all]
 
+``--part ensemble`` times K members on the same batches three ways, energy-only and with
+forces (``train.force_weight`` 10), for the paper's SchNet and SOAPNet: K separate runs
+(each collates its batches and steps: ``fit``), the members one after another on each batch
+collated once (``training.train.ensemble``, what the alpha search and committees use), and
+the members' parameters stacked and run as one ``torch.func.vmap`` (``stacked_members.py``,
+forward and backward only, no optimiser: a lower bound on its cost). Writes the
+``bench-ensemble-training`` section.
+
 Writes the ``bench-training-step`` section of docs/training.md (``--doc`` to change).
 
 ``--part forces`` times seconds per epoch of energy-only against energy + force training
@@ -45,6 +53,7 @@ from eipnn_training.train.session import model_spec, prepare_data, seeded_potent
 from markdown_section import write_section  # benchmarks/, beside this script
 
 BEGIN, END = "<!-- bench-training-step:begin -->", "<!-- bench-training-step:end -->"
+ENSEMBLE_BEGIN, ENSEMBLE_END = "<!-- bench-ensemble-training:begin -->", "<!-- bench-ensemble-training:end -->"
 FORCES_BEGIN, FORCES_END = "<!-- bench-force-training:begin -->", "<!-- bench-force-training:end -->"
 TRAIN_STEPS, POOL_STEPS = 21, 139  # si-pbe split seed 1: 664 train and 4,427 pool configurations, batches of 32
 MP_HEADS = 8
@@ -170,15 +179,118 @@ def force_benchmark(args) -> None:
     print(section)
 
 
+def _collated(loader, count: int, dtype: torch.dtype) -> Callable[[], list[Batch]]:
+    """A function that collates the first ``count`` batches of ``loader`` afresh."""
+    return lambda: [b.to("cpu", dtype) for _, b in zip(range(count), loader.epoch(0))]
+
+
+def separate_runs(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for K runs of their own: each collates the batches and steps on them."""
+    started = time.perf_counter()
+    for potential in members:
+        loss_steps(potential, batches(), settings)
+    return time.perf_counter() - started
+
+
+def together(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for the ensemble's pass: batches collated once, every member steps on each."""
+    optimizers = [torch.optim.Adam(p.parameters(), lr=1e-4) for p in members]
+    started = time.perf_counter()
+    for batch in batches():
+        for potential, optimizer in zip(members, optimizers):
+            optimizer.zero_grad()
+            _step_loss(potential, batch, settings).backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def stacked(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for the vmapped members' forward and backward on the collated batches."""
+    from stacked_members import StackedPotentials, configuration_energies, member_forces
+
+    stack = StackedPotentials(members)
+    started = time.perf_counter()
+    for batch in batches():
+        for p in stack.params.values():
+            p.grad = None
+        if settings.force_weight > 0:
+            atomic, positions = stack.atomic_energies_and_positions(batch)
+            energies = configuration_energies(atomic, batch)
+            forces = member_forces(energies, positions)
+            loss = (((energies[:, :, 0] - batch.targets[:, 0]) ** 2).mean(1).sum()
+                    + settings.force_weight * ((forces - batch.forces) ** 2).mean((1, 2, 3)).sum())
+        else:
+            energies = configuration_energies(stack.atomic_energies(batch), batch)
+            loss = ((energies[:, :, 0] - batch.targets[:, 0]) ** 2).mean(1).sum()
+        loss.backward()
+    return time.perf_counter() - started
+
+
+def ensemble_benchmark(args) -> None:
+    """K members: separate runs, one pass member by member, stacked with vmap."""
+    rows, load, started = [], [], time.perf_counter()
+    ways = {"K separate runs": separate_runs, "one pass, member by member (eipnn)": together,
+            "one pass, stacked with vmap": stacked}
+    for model, path in (("SchNet", "examples/si_pbe_schnet_baseline.yaml"),
+                        ("SOAPNet", "examples/si_pbe_soapnet_baseline.yaml")):
+        config = load_config(path, ["progress=false"])
+        data = prepare_data(config)
+        loader = data.loader(data.dft_rows("train", with_forces=True), 32, shuffle=True, seed=1)
+        batches = _collated(loader, args.batches, torch.float32)
+        spec = model_spec(config, data.species)
+        for forces in (False, True):
+            settings = FitSettings(force_weight=DEFAULT_FORCE_WEIGHT if forces else 0.0)
+            for k in args.members:
+                members = [seeded_potential(spec, seed) for seed in range(k)]
+                for potential in members:  # SOAPNet standardises on its first training batch
+                    loss_steps(potential, batches()[:1], settings)
+                times: dict[str, list[float]] = {label: [] for label in ways}
+                for _ in range(args.repeats):
+                    for label, way in ways.items():
+                        try:
+                            times[label].append(way(members, batches, settings) / args.batches * TRAIN_STEPS)
+                        except RuntimeError as err:  # vmap refuses data-dependent control flow
+                            print(f"{model} {label}: {str(err).splitlines()[0][:80]}", flush=True)
+                    load.append(os.getloadavg()[0])
+                alone = statistics.median(times["K separate runs"])
+                for label in ways:
+                    loss = "energies + forces" if forces else "energies"
+                    if not times[label]:
+                        rows.append(f"| {model} | {loss} | {k} | {label} | fails (vmap: data-dependent control flow) | |")
+                        continue
+                    s = statistics.median(times[label])
+                    rows.append(f"| {model} | {loss} | {k} | {label} | {s:.1f} | {s / alone:.2f} |")
+                print("\n".join(rows[-len(ways):]), flush=True)
+    lines = [
+        ENSEMBLE_BEGIN, f"### Ensembles: K members on the same batches ({args.threads} thread(s))", "",
+        "Generated by `benchmarks/bench_training_step.py --part ensemble`: the paper's SchNet (128/5/128) and "
+        f"SOAPNet on {args.batches} si-pbe train batches of 32, float32, {args.threads} torch thread(s), median of "
+        f"{args.repeats}; load average {statistics.mean(load):.1f} while it ran; {time.perf_counter() - started:.0f} s "
+        "in all. Seconds per epoch of all K members (21 steps; collation included, validation not). The vmap "
+        "rows have no optimiser step (a lower bound).", "",
+        "| model | loss | K | way | s per epoch | vs separate |", "| --- | --- | ---: | --- | ---: | ---: |",
+        *rows, ENSEMBLE_END,
+    ]
+    section = "\n".join(lines)
+    write_section(Path(args.doc), section, ENSEMBLE_BEGIN, ENSEMBLE_END, "# Training")
+    print(section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--part", choices=("filters", "forces", "all"), default="all")
+    parser.add_argument("--part", choices=("filters", "forces", "ensemble", "all"), default="all")
+    parser.add_argument("--members", type=int, nargs="+", default=[5, 8], help="ensemble sizes (--part ensemble)")
     parser.add_argument("--doc", default="docs/training.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as in a training run (eipnn-train)
+    if args.part in ("ensemble", "all"):
+        ensemble_benchmark(args)
+    if args.part == "ensemble":
+        return
     if args.part in ("forces", "all"):
         force_benchmark(args)
     if args.part == "forces":

@@ -1,4 +1,7 @@
-"""K potentials of one architecture as one set of stacked parameters, evaluated together.
+"""K potentials of one architecture as one set of stacked parameters, evaluated together:
+the vmap alternative to ``training.train.ensemble``'s member-by-member steps, kept here
+because ``bench_training_step.py --part ensemble`` measures it against them (it computes the
+same function; on this CPU it is slower).
 
 Every parameter and buffer of the K members is stacked along a new leading dimension
 ([K, ...]) and the members run as one ``torch.func.vmap`` of the shared architecture: a
