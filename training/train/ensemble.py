@@ -8,9 +8,11 @@ pass over the data: each batch is collated once and every member takes its step 
 one checkpoint holds all of them, so a run killed at any point resumes where it was.
 
 The members step one after another on each batch. Stacking their parameters and running
-them as one ``torch.func.vmap`` computes the same function, but on this CPU it was 1.4-1.6x
-slower than the members one by one (its batched gathers and scatters are slower than K plain
-ones; ``benchmarks/bench_training_step.py --part ensemble``), so the plain loop it is.
+them as one ``torch.func.vmap`` computes the same function, but on this CPU it made SchNet
+1.7x (energies) to 2.9x (forces) slower than the members one by one (batched gathers and
+scatters cost more than K plain ones, and SchNet loses its distinct-length paths inside vmap);
+only SOAPNet on energies gained (0.6x). See ``benchmarks/bench_training_step.py --part
+ensemble`` and docs/training.md. So the plain loop it is, for every model.
 """
 from __future__ import annotations
 
