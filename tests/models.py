@@ -71,6 +71,17 @@ def sw_lattice_configurations(count: int, strain: tuple[float, float], max_repea
     return configurations
 
 
+def write_dataset(path: Path, configurations: list[Atoms], unlabeled: list[int]) -> Path:
+    """An extxyz data set whose ``unlabeled`` rows carry no energies: training must not need
+    them (the sealed pool)."""
+    import ase.io
+
+    for index in unlabeled:
+        configurations[index].calc = None
+    ase.io.write(path, configurations)
+    return path
+
+
 def batched(configurations: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
     """One graph batch (float64) of labelled configurations: positions (requiring grad),
     edges within ``cutoff`` Å, graph index per atom, energies (eV) and forces (eV/Å)."""

@@ -10,12 +10,11 @@ import sys
 import time
 from dataclasses import replace
 
-import ase.io
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from models import sw_lattice_configurations
+from models import sw_lattice_configurations, write_dataset
 
 from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_training.config import ConfigError, config_from_dict
@@ -32,9 +31,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
     configurations = sw_lattice_configurations(CONFIGURATIONS, strain=(0.96, 1.06), max_repeat=2,
                                                rattle_angstrom=0.05, forces=True)
-    for index in protocol_split(CONFIGURATIONS, 1)["unlabeled"]:
-        configurations[index].calc = None
-    ase.io.write(root / "sw.extxyz", configurations)
+    write_dataset(root / "sw.extxyz", configurations, protocol_split(CONFIGURATIONS, 1)["unlabeled"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EIPNN_CACHE", str(root / "cache"))
         yield root

@@ -6,13 +6,12 @@ import csv
 import json
 from dataclasses import replace
 
-import ase.io
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from models import sw_lattice_configurations
+from models import sw_lattice_configurations, write_dataset
 
 from eipnn_training.cli.alpha_search import main as alpha_main
 from eipnn_training.cli.train import train
@@ -52,11 +51,8 @@ def workspace(tmp_path_factory):
 
 
 def make_workspace(root):
-    configurations = sw_configurations()
     pool = protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"]
-    for index in pool[::2]:
-        configurations[index].calc = None
-    ase.io.write(root / "sw.extxyz", configurations)
+    write_dataset(root / "sw.extxyz", sw_configurations(), pool[::2])
     (root / "la.yaml").write_text(
         "name: la\nstrategy: la\nseed: 2\nprogress: false\n"
         f"runs_dir: {root / 'runs'}\n"

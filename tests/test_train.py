@@ -8,7 +8,7 @@ import json
 import ase.io
 import pytest
 import torch
-from models import sw_lattice_configurations
+from models import sw_lattice_configurations, write_dataset
 from torch._dynamo.utils import counters
 
 from eipnn_calc.calculator import EIPNNCalculator
@@ -38,10 +38,7 @@ def workspace(tmp_path_factory):
     """The dataset file (the unlabelled pool written WITHOUT energies: training must not
     need them) and a private cache folder."""
     root = tmp_path_factory.mktemp("train")
-    configurations = sw_configurations()
-    for index in protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"]:
-        configurations[index].calc = None
-    ase.io.write(root / "sw.extxyz", configurations)
+    write_dataset(root / "sw.extxyz", sw_configurations(), protocol_split(NUM_CONFIGURATIONS, 1)["unlabeled"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EIPNN_CACHE", str(root / "cache"))
         yield root

@@ -68,50 +68,38 @@ class Interaction(nn.Module):
         h = self.in2f(x)
         aggregated = torch.zeros_like(h)
         for k in range(len(rbf)):
-            filters = self.filter_net(rbf[k]) * envelope[k].unsqueeze(-1)  # [E_k, F]
+            filters = self.filter_table(rbf[k], envelope[k])  # [E_k, F]
             messages = h.index_select(0, senders[k]) * filters  # [E_k, F]
             aggregated = aggregated.index_add(0, receivers[k], messages)
         return x + self.f2out(aggregated)
 
-    def forward_by_length_with_slope(
-        self,
-        x: torch.Tensor,
-        receivers: List[torch.Tensor],
-        senders: List[torch.Tensor],
-        table: torch.Tensor,
-        slope: torch.Tensor,
-        length_ids: List[torch.Tensor],
-        offsets: List[torch.Tensor],
-    ) -> torch.Tensor:
-        """``forward`` with the filters of each distinct length, ``table`` [U, F], and their
-        slope dW/dr, ``slope`` [U, F]: an edge's filter is table + slope * offset, where the
-        offset (its length minus that same length, detached) is 0 in value and has
-        derivative 1, so the filter and its first derivative by the edge length are exact."""
-        h = self.in2f(x)
-        aggregated = torch.zeros_like(h)
-        for k in range(len(senders)):
-            ids = length_ids[k]
-            filters = table.index_select(0, ids) + slope.index_select(0, ids) * offsets[k].unsqueeze(-1)
-            messages = h.index_select(0, senders[k]) * filters
-            aggregated = aggregated.index_add(0, receivers[k], messages)
-        return x + self.f2out(aggregated)
+    def filter_table(self, rbf: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """Filters [U, F] of the rows of ``rbf`` [U, num_rbf] and ``envelope`` [U]."""
+        return self.filter_net(rbf) * envelope.unsqueeze(-1)
 
     def forward_by_length(
         self,
         x: torch.Tensor,
         receivers: List[torch.Tensor],
         senders: List[torch.Tensor],
-        rbf: torch.Tensor,
-        envelope: torch.Tensor,
+        table: torch.Tensor,
         length_ids: List[torch.Tensor],
+        slope: Optional[torch.Tensor] = None,
+        offsets: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
-        """``forward`` with the filters computed once per distinct edge length: ``rbf`` and
-        ``envelope`` hold one row per distinct length, ``length_ids[k]`` the row of each edge."""
+        """``forward`` with the filters computed once per distinct edge length: ``table``
+        [U, F] (``filter_table``) holds one row per distinct length, ``length_ids[k]`` the row
+        of each edge. With ``slope`` dW/dr [U, F] and ``offsets`` (each edge's length minus
+        that same length detached: 0 in value, derivative 1), an edge's filter is
+        table + slope * offset, so the filter and its first derivative by the edge length
+        are exact (the force path)."""
         h = self.in2f(x)
-        table = self.filter_net(rbf) * envelope.unsqueeze(-1)  # [U, F]
         aggregated = torch.zeros_like(h)
         for k in range(len(senders)):
-            messages = h.index_select(0, senders[k]) * table.index_select(0, length_ids[k])
+            filters = table.index_select(0, length_ids[k])
+            if slope is not None and offsets is not None:
+                filters = filters + slope.index_select(0, length_ids[k]) * offsets[k].unsqueeze(-1)
+            messages = h.index_select(0, senders[k]) * filters
             aggregated = aggregated.index_add(0, receivers[k], messages)
         return x + self.f2out(aggregated)
 
@@ -200,7 +188,7 @@ class SchNet(nn.Module):
         senders = list(edge_index[1].split(self.edge_chunk))
         ids = list(length_ids.split(self.edge_chunk))
         for interaction in self.interactions:
-            x = interaction.forward_by_length(x, receivers, senders, rbf, envelope, ids)
+            x = interaction.forward_by_length(x, receivers, senders, interaction.filter_table(rbf, envelope), ids)
         return x
 
     @torch.jit.unused
@@ -217,15 +205,15 @@ class SchNet(nn.Module):
         tables = []
         with forward_ad.dual_level():
             dual = forward_ad.make_dual(distinct, torch.ones_like(distinct))
-            rbf, envelope = self.rbf(dual), self.envelope(dual).unsqueeze(-1)
+            rbf, envelope = self.rbf(dual), self.envelope(dual)
             for interaction in self.interactions:
-                tables.append(forward_ad.unpack_dual(interaction.filter_net(rbf) * envelope))
+                tables.append(forward_ad.unpack_dual(interaction.filter_table(rbf, envelope)))
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
         ids = list(length_ids.split(self.edge_chunk))
         offset_chunks = list(offsets.split(self.edge_chunk))
         for interaction, (table, slope) in zip(self.interactions, tables):
-            x = interaction.forward_by_length_with_slope(x, receivers, senders, table, slope, ids, offset_chunks)
+            x = interaction.forward_by_length(x, receivers, senders, table, ids, slope, offset_chunks)
         return x
 
     def _leading(self, chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:

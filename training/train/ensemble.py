@@ -30,7 +30,7 @@ from .checkpoint import ResumeError, load_state, save_atomic
 from .loop import FitResult, FitSettings, _step_loss
 
 # Settings every member must share: they shape the one pass over the data.
-SHARED_SETTINGS = ("epochs", "device", "dtype", "progress", "compile")
+SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
 
 
 @dataclass
@@ -134,7 +134,7 @@ def fit_ensemble(
             if on_batch_end is not None:
                 on_batch_end(epoch, step)
         seconds = time.perf_counter() - started
-        for k, (m, (loss_sum, rows)) in enumerate(zip(members, sums)):
+        for m, (loss_sum, rows) in zip(members, sums):
             metrics = m.settings.evaluate(m.potential, val, device, first.dtype)
             m.result.history.append({"epoch": epoch + 1, "lr": m.optimizer.param_groups[0]["lr"],
                                      "train_loss": loss_sum / max(rows, 1), **metrics,
