@@ -155,7 +155,11 @@ class EIPNNCalculator(Calculator):
     ) -> dict[str, np.ndarray]:
         tensor = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
         try:
-            with torch.enable_grad():
+            # On the CPU, no graph-executor optimisation (as in the KIM driver): the profiling
+            # executor spends the first calls profiling (each 1.5-2.5x a steady call) and
+            # re-specialises whenever the number of edges changes (every MD step with a skin),
+            # and its optimised graph was no faster here (docs/benchmarks.md, "peers").
+            with torch.enable_grad(), torch.jit.optimized_execution(self.device.type != "cpu"):
                 out = self.model(
                     tensor(positions, self.dtype),
                     tensor(species, torch.int64),

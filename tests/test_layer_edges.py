@@ -15,6 +15,7 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from eipnn_training.models.build import ModelSpec, build_potential
+from eipnn_training.models.tabulated import tabulated
 
 CUTOFF = 5.0
 
@@ -62,11 +63,16 @@ def _evaluate(potential, atoms, used, mask, edge_index, layer_edges=None):
     return potential(*args)
 
 
+@pytest.mark.parametrize("tabulate", [False, True], ids=["exact", "tabulated"])
 @pytest.mark.parametrize("num_layers", [2, 3])
-def test_pruned_layers_give_the_contributing_atoms_the_full_result(num_layers):
+def test_pruned_layers_give_the_contributing_atoms_the_full_result(num_layers, tabulate):
+    """Also for the tabulated filters of the exported model, which the KIM driver runs."""
     torch.manual_seed(0)
     spec = ModelSpec("schnet", ["Si"], CUTOFF, {"num_features": 16, "num_interactions": num_layers, "num_rbf": 16})
-    potential = torch.jit.script(build_potential(spec).double())
+    potential = build_potential(spec).double()
+    if tabulate:
+        potential.representation = tabulated(potential.representation, CUTOFF)
+    potential = torch.jit.script(potential)
     atoms, used, mask, edge_index, layer_edges = _padded_graph(num_layers)
     assert layer_edges[-1] < layer_edges[0] == edge_index.shape[1]  # there is something to prune
     full = _evaluate(potential, atoms, used, mask, edge_index)

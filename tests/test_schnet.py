@@ -200,8 +200,10 @@ def basis_model(request, tmp_path_factory):
     potential = build_potential(spec).double()
     potential.atom_ref.fill_(-5.4)
     potential.scale.fill_(20.0)
-    path = tmp_path_factory.mktemp("bases") / f"{request.param}.pt"
-    export_model(potential, spec, path)
+    folder = tmp_path_factory.mktemp("bases")
+    path = folder / f"{request.param}.pt"
+    export_model(potential, spec, path)  # the filters tabulated: what users run
+    export_model(potential, spec, folder / f"{request.param}-exact.pt", exact=True)
     return request.param, path, potential
 
 
@@ -250,8 +252,10 @@ def test_energy_and_force_go_smoothly_to_zero_at_the_cutoff(basis_model):
 
 
 def test_scripted_file_equals_eager_model(basis_model):
+    """The exact export (``--exact``) is the eager network; the tabulated one is compared
+    with it in test_tabulated.py."""
     _, path, potential = basis_model
-    module, metadata = load_model(path, torch.device("cpu"))
+    module, metadata = load_model(path.with_name(path.stem + "-exact.pt"), torch.device("cpu"))
     eager = build_potential(ModelSpec(**metadata.model["spec"])).double()
     eager.load_state_dict(module.state_dict())
     atoms = _strained_rattled_si(3)
@@ -350,7 +354,7 @@ def test_an_old_run_folder_re_exports_to_the_same_network(tmp_path):
         "species": ["Si"], "hyperparameters": dict(OLD_HYPERPARAMETERS), "head_hidden": 16}}), run / "config.yaml")
     torch.save({"model": old.state_dict()}, run / "checkpoints" / "best.pt")
     with pytest.warns(UserWarning, match="the loaded Gaussian width"):
-        path = export_run(run)
+        path = export_run(run, exact=True)
     atoms = _strained_rattled_si(5)
     atoms.calc = EIPNNCalculator(path)
     # float32 weights run in float64: the same network to float64 precision.

@@ -1,6 +1,7 @@
-"""``eipnn-export RUN_DIR [-o model.pt] [--dtype float64] [--checkpoint best|last] [--member K]``:
+"""``eipnn-export RUN_DIR [-o model.pt] [--dtype float64] [--checkpoint best|last] [--member K] [--exact]``:
 (re-)export a run's checkpoint to a TorchScript model file (a committee run's: the whole
-committee, or with ``--member`` one member alone)."""
+committee, or with ``--member`` one member alone). A SchNet's filters are written as tables
+(``models.tabulated``, the fast inference form); ``--exact`` writes the filter networks."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from ..train.session import model_spec, seeded_potential
 
 
 def export_run(run_dir: str | Path, output: str | Path | None = None, dtype: str = "float64",
-               checkpoint: str = "best", member: int | None = None) -> Path:
+               checkpoint: str = "best", member: int | None = None, exact: bool = False) -> Path:
     """Rebuild the run's model from its config and write checkpoint ``checkpoint``."""
     run = RunFolder(run_dir)
     if not run.path.is_dir():
@@ -46,7 +47,8 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, dtype: str
     provenance = {"strategy": config.strategy, "seed": config.seed, "checkpoint": checkpoint}
     if member is not None:
         provenance["committee_member"] = member
-    export_model(potentials if len(potentials) > 1 else potentials[0], spec, path, provenance, dtype=dtype)
+    export_model(potentials if len(potentials) > 1 else potentials[0], spec, path, provenance, dtype=dtype,
+                 exact=exact)
     return path
 
 
@@ -89,11 +91,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--member", type=int, default=None, help="a committee run: export this member alone")
+    p.add_argument("--exact", action="store_true",
+                   help="write SchNet's filter networks as trained instead of their tables (slower in MD)")
     return p
 
 
 def _command(args: argparse.Namespace) -> int:
-    print(export_run(args.run_dir, args.output, args.dtype, args.checkpoint, args.member))
+    print(export_run(args.run_dir, args.output, args.dtype, args.checkpoint, args.member, args.exact))
     return 0
 
 

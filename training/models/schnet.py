@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -46,6 +46,18 @@ RADIAL_BASES: Dict[str, RadialBasis] = {
 ENVELOPES: Dict[str, Callable[[float], nn.Module]] = {"cosine": CosineCutoff, "polynomial": PolynomialCutoff}
 
 
+def leading_rows(chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:
+    """The first ``count`` rows of the concatenation of ``chunks``, as chunks (views)."""
+    kept: List[torch.Tensor] = []
+    start = 0
+    for chunk in chunks:
+        if start >= count:
+            break
+        kept.append(chunk[: count - start])
+        start += chunk.shape[0]
+    return kept
+
+
 class Interaction(nn.Module):
     """One SchNet interaction block: x_i += f2out(sum_j in2f(x_j) * W(r_ij))."""
 
@@ -65,11 +77,23 @@ class Interaction(nn.Module):
         rbf: List[torch.Tensor],
         envelope: List[torch.Tensor],
     ) -> torch.Tensor:
+        filters = [self.filter_table(rbf[k], envelope[k]) for k in range(len(rbf))]  # [E_k, F]
+        return self.convolve(x, receivers, senders, filters)
+
+    def convolve(
+        self,
+        x: torch.Tensor,
+        receivers: List[torch.Tensor],
+        senders: List[torch.Tensor],
+        filters: List[torch.Tensor],
+    ) -> torch.Tensor:
+        """The block given every edge's filter W(r_ij) [E_k, F], chunk by chunk: the one
+        message-passing loop of the trained model, the distinct-length paths and the
+        tabulated export (``tabulated.TabulatedSchNet``)."""
         h = self.in2f(x)
         aggregated = torch.zeros_like(h)
-        for k in range(len(rbf)):
-            filters = self.filter_table(rbf[k], envelope[k])  # [E_k, F]
-            messages = h.index_select(0, senders[k]) * filters  # [E_k, F]
+        for k in range(len(filters)):
+            messages = h.index_select(0, senders[k]) * filters[k]  # [E_k, F]
             aggregated = aggregated.index_add(0, receivers[k], messages)
         return x + self.f2out(aggregated)
 
@@ -93,15 +117,13 @@ class Interaction(nn.Module):
         that same length detached: 0 in value, derivative 1), an edge's filter is
         table + slope * offset, so the filter and its first derivative by the edge length
         are exact (the force path)."""
-        h = self.in2f(x)
-        aggregated = torch.zeros_like(h)
-        for k in range(len(senders)):
-            filters = table.index_select(0, length_ids[k])
+        filters: List[torch.Tensor] = []
+        for k in range(len(length_ids)):
+            edge_filters = table.index_select(0, length_ids[k])
             if slope is not None and offsets is not None:
-                filters = filters + slope.index_select(0, length_ids[k]) * offsets[k].unsqueeze(-1)
-            messages = h.index_select(0, senders[k]) * filters
-            aggregated = aggregated.index_add(0, receivers[k], messages)
-        return x + self.f2out(aggregated)
+                edge_filters = edge_filters + slope.index_select(0, length_ids[k]) * offsets[k].unsqueeze(-1)
+            filters.append(edge_filters)
+        return self.convolve(x, receivers, senders, filters)
 
 
 class SchNet(nn.Module):
@@ -167,10 +189,10 @@ class SchNet(nn.Module):
                 count = layer_edges[layer]
                 x = interaction(
                     x,
-                    self._leading(receivers, count),
-                    self._leading(senders, count),
-                    self._leading(rbf, count),
-                    self._leading(envelope, count),
+                    leading_rows(receivers, count),
+                    leading_rows(senders, count),
+                    leading_rows(rbf, count),
+                    leading_rows(envelope, count),
                 )
         return x
 
@@ -202,12 +224,7 @@ class SchNet(nn.Module):
         model (TorchScript has no forward mode): it evaluates per edge."""
         distinct, length_ids = torch.unique(lengths.detach(), return_inverse=True)
         offsets = lengths - distinct.index_select(0, length_ids)  # 0 in value, d/d length = 1
-        tables = []
-        with forward_ad.dual_level():
-            dual = forward_ad.make_dual(distinct, torch.ones_like(distinct))
-            rbf, envelope = self.rbf(dual), self.envelope(dual)
-            for interaction in self.interactions:
-                tables.append(forward_ad.unpack_dual(interaction.filter_table(rbf, envelope)))
+        tables = self.filters_and_slopes(distinct)
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
         ids = list(length_ids.split(self.edge_chunk))
@@ -216,13 +233,15 @@ class SchNet(nn.Module):
             x = interaction.forward_by_length(x, receivers, senders, table, ids, slope, offset_chunks)
         return x
 
-    def _leading(self, chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:
-        """The first ``count`` rows of the concatenation of ``chunks``, as chunks (views)."""
-        kept: List[torch.Tensor] = []
-        start = 0
-        for chunk in chunks:
-            if start >= count:
-                break
-            kept.append(chunk[: count - start])
-            start += chunk.shape[0]
-        return kept
+    @torch.jit.unused
+    def filters_and_slopes(self, lengths: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Every interaction's filters W(r) and slopes dW/dr [U, F] at ``lengths`` [U] (Å),
+        by forward-mode differentiation (the force path above)."""
+        tables: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        with forward_ad.dual_level():
+            dual = forward_ad.make_dual(lengths, torch.ones_like(lengths))
+            rbf, envelope = self.rbf(dual), self.envelope(dual)
+            for interaction in self.interactions:
+                value, slope = forward_ad.unpack_dual(interaction.filter_table(rbf, envelope))
+                tables.append((value, slope))
+        return tables
