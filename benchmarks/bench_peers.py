@@ -84,6 +84,10 @@ def schnetpack_copy(potential) -> torch.nn.Module:
                         spk.atomistic.Forces(energy_key="energy", force_key="forces")]).double()
     ours = potential.representation
     with torch.no_grad():
+        # The same Gaussians to the last bit: their width from our coefficient (-1/(2 w^2)),
+        # which eipnn computes in float64 and SchNetPack from float32 centres.
+        representation.radial_basis.widths.copy_(torch.sqrt(-0.5 / ours.rbf.coefficient))
+        representation.radial_basis.offsets.copy_(ours.rbf.centers)
         representation.embedding.weight[SILICON] = ours.embedding.weight[0]
         for theirs, mine in zip(representation.interactions, ours.interactions):
             theirs.in2f.weight.copy_(mine.in2f.weight)
@@ -220,8 +224,9 @@ def main() -> None:
                 for dtype in args.dtypes:
                     calculators = {"eipnn": EIPNNCalculator(files["tabulated"], dtype=dtype, skin=SKIN),
                                    "schnetpack": spk_calculator(spk_file, dtype)}
-                    if args.exact:
-                        calculators["exact"] = EIPNNCalculator(files["exact"], dtype=dtype, skin=SKIN)
+                    if args.exact:  # its estimate for 4,096 atoms with the skin is 2x its ~9 GB peak
+                        calculators["exact"] = EIPNNCalculator(files["exact"], dtype=dtype, skin=SKIN,
+                                                               memory_limit_gb=20)
                     kim = kim_calculator()
                     if kim is not None:
                         calculators["kim"] = kim
