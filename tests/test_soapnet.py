@@ -80,7 +80,8 @@ def sw_soapnet(tmp_path_factory) -> Path:
     standardize_on(potential, data)
     fit_energies_and_forces(potential, data, steps=300)
     path = tmp_path_factory.mktemp("soapnet") / "sw_soapnet.pt"
-    export_model(potential, spec, path, provenance={"fitted_to": SW_SI, "steps": 300})
+    export_model(potential, spec, path, provenance={"fitted_to": SW_SI, "steps": 300})  # radial table
+    export_model(potential, spec, path.with_name("sw_soapnet-exact.pt"), exact=True)
     return path
 
 
@@ -185,7 +186,9 @@ def test_rotation_translation_and_permutation_invariance_and_extensivity(sw_soap
 
 
 def test_scripted_file_equals_eager_model(sw_soapnet):
-    module, metadata = load_model(sw_soapnet, torch.device("cpu"))
+    """The exact export is the eager model; the tabulated one is compared with it in
+    test_tabulated.py."""
+    module, metadata = load_model(sw_soapnet.with_name("sw_soapnet-exact.pt"), torch.device("cpu"))
     eager = build_potential(ModelSpec(**metadata.model["spec"])).double()
     eager.load_state_dict(module.state_dict())
     atoms = bulk("Si", "diamond", 5.431, cubic=True)

@@ -15,7 +15,8 @@ from eipnn_calc import EIPNNCalculator, read_metadata
 from eipnn_calc.neighbors import build_edges
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
-from eipnn_training.models.tabulated import TOLERANCE, FilterTable, TableAccuracyError, filter_derivatives, tabulated
+from eipnn_training.models.tabulated import (TOLERANCE, FilterTable, TableAccuracyError, TabulatedSOAP, derivatives,
+                                             schnet_filters, soap_radial, tabulated)
 
 from models import SMALL_SCHNET, batched, fit_energies_and_forces, sw_configurations
 
@@ -77,10 +78,10 @@ def test_the_table_takes_the_networks_value_slope_and_curvature_at_every_knot_fr
     slope and curvature by central differences of the spline within its interval)."""
     _, potential = fitted
     schnet = potential.representation
-    table = FilterTable.of(schnet, CUTOFF, 0.05)
+    table = FilterTable.of(schnet_filters(schnet), CUTOFF, 0.05)
     knots = torch.arange(1, table.num_knots - 1, dtype=torch.float64) * table.spacing
     step = 1e-4
-    for layer, (value, slope, curvature) in enumerate(filter_derivatives(schnet, knots)):
+    for layer, (value, slope, curvature) in enumerate(derivatives(schnet_filters(schnet), knots)):
         with torch.no_grad():
             np.testing.assert_allclose(_spline(table, layer, knots), value, atol=1e-12)
             for side in (-1, 1):  # differences inside the interval left, then right, of the knot
@@ -93,7 +94,7 @@ def test_the_table_takes_the_networks_value_slope_and_curvature_at_every_knot_fr
 
 def test_the_filters_and_their_slopes_are_zero_at_the_cutoff(fitted):
     _, potential = fitted
-    table = FilterTable.accurate(potential.representation, CUTOFF)
+    table = FilterTable.accurate(schnet_filters(potential.representation), CUTOFF)
     assert (table.num_knots - 1) * table.spacing == pytest.approx(CUTOFF, rel=1e-12)
     k = table.num_knots
     assert float(table.rows[:, [k - 1, 2 * k - 1, 3 * k - 1]].abs().max()) == 0.0
@@ -118,15 +119,16 @@ def test_the_tabulated_potential_is_the_network_to_the_spline_accuracy(fitted):
 def test_the_grid_is_the_coarsest_within_the_tolerance(fitted):
     """Narrow Gaussians (sigma = their spacing) make filters that vary faster: a finer grid."""
     _, potential = fitted
-    table = FilterTable.accurate(potential.representation, CUTOFF)
-    assert table.largest_relative_error(potential.representation) <= TOLERANCE
-    coarser = FilterTable.of(potential.representation, CUTOFF, 2 * table.spacing)
-    assert coarser.largest_relative_error(potential.representation) > TOLERANCE
+    filters = schnet_filters(potential.representation)
+    table = FilterTable.accurate(filters, CUTOFF)
+    assert table.largest_relative_error(filters) <= TOLERANCE
+    coarser = FilterTable.of(filters, CUTOFF, 2 * table.spacing)
+    assert coarser.largest_relative_error(filters) > TOLERANCE
     torch.manual_seed(2)
     narrow = build_potential(ModelSpec("schnet", ["Si"], CUTOFF, {**SMALL_SCHNET, "rbf_width": "spacing"})).double()
-    assert FilterTable.accurate(narrow.representation, CUTOFF).spacing < table.spacing
-    with pytest.raises(TableAccuracyError, match="export it with exact=True"):
-        FilterTable.accurate(potential.representation, CUTOFF, tolerance=1e-15)
+    assert FilterTable.accurate(schnet_filters(narrow.representation), CUTOFF).spacing < table.spacing
+    with pytest.raises(TableAccuracyError, match="export the model with exact=True"):
+        FilterTable.accurate(filters, CUTOFF, tolerance=1e-15)
 
 
 def test_a_float32_table_is_no_further_from_the_network_than_the_float32_network(fitted):
@@ -154,7 +156,7 @@ def test_export_writes_the_table_unless_exact(fitted, tmp_path):
     export_model(potential, spec, tmp_path / "tabulated.pt")
     export_model(potential, spec, tmp_path / "exact.pt", exact=True)
     table = read_metadata(tmp_path / "tabulated.pt").model["filter_table"]
-    assert table["spacing_angstrom"] == pytest.approx(FilterTable.accurate(potential.representation, CUTOFF).spacing)
+    assert table["spacing_angstrom"] == FilterTable.accurate(schnet_filters(potential.representation), CUTOFF).spacing
     assert "filter_table" not in read_metadata(tmp_path / "exact.pt").model
     atoms = _configurations()[0]
     energies = []
@@ -162,3 +164,41 @@ def test_export_writes_the_table_unless_exact(fitted, tmp_path):
         atoms.calc = EIPNNCalculator(tmp_path / f"{name}.pt")
         energies.append(atoms.get_potential_energy() / len(atoms))
     assert energies[0] != energies[1] and energies[0] == pytest.approx(energies[1], abs=1e-6)
+
+
+# --- SOAPNet: the radial functions of its SOAP ----------------------------------------------
+
+
+@pytest.mark.parametrize("smooth", [True, False], ids=["switched", "dscribe"])
+def test_soapnets_tabulated_radial_functions_give_its_energies_and_forces(smooth):
+    """SOAP's L n radial functions from the table: energies within 1e-6 eV/atom and forces
+    within 1e-5 eV/Å of the analytic ones, with the smooth switch (which vanishes at the
+    cutoff) and without it (dscribe's settings: nonzero at the cutoff); the descriptor
+    itself to 1e-6 of its scale."""
+    torch.manual_seed(0)
+    hyper = {"n_max": 4, "l_max": 3, "num_features": 16, "num_dense": 2, "smooth_cutoff": smooth}
+    spec = ModelSpec("soapnet", ["Si"], CUTOFF, hyper, 16)
+    potential = build_potential(spec).double()
+    potential.scale.fill_(10.0)
+    table = _with_table(potential)
+    assert isinstance(table.representation.soap, TabulatedSOAP)
+    energy, force = _largest_differences(potential, table)
+    assert energy < 1e-6 and force < 1e-5
+    assert energy > 0.0  # the table, not the analytic functions
+    coarse = _largest_differences(potential, _with_table(potential, 0.5))
+    assert coarse[1] > 1e-5  # the check can fail
+    atoms = _configurations()[0]
+    edge_index, shifts = build_edges(atoms, CUTOFF)
+    vectors = torch.tensor(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts)
+    arguments = (torch.zeros(len(atoms), dtype=torch.int64), torch.tensor(edge_index), vectors, vectors.norm(dim=1))
+    exact = potential.representation.soap(*arguments)
+    np.testing.assert_allclose(table.representation.soap(*arguments), exact, atol=1e-6 * float(exact.abs().max()))
+
+
+def test_soapnet_export_writes_the_radial_table(tmp_path):
+    torch.manual_seed(0)
+    spec = ModelSpec("soapnet", ["Si"], CUTOFF, {"n_max": 4, "l_max": 3, "num_features": 16, "num_dense": 2}, 16)
+    potential = build_potential(spec).double()
+    export_model(potential, spec, tmp_path / "soapnet.pt")
+    table = read_metadata(tmp_path / "soapnet.pt").model["radial_table"]
+    assert table["spacing_angstrom"] == FilterTable.accurate(soap_radial(potential.representation.soap), CUTOFF).spacing

@@ -13,7 +13,7 @@ from eipnn_calc.model_file import DTYPES, ModelMetadata, save_model
 from .models.build import ModelSpec
 from .models.committee import Committee
 from .models.potential import Potential
-from .models.tabulated import TabulatedSchNet, tabulated
+from .models.tabulated import table_of, tabulated
 
 
 def export_model(
@@ -28,8 +28,9 @@ def export_model(
     """Script a copy of ``potential`` on the CPU in ``dtype`` and write it to ``path``; a
     list of potentials (of ``spec``) is written as one committee (``models.committee``).
 
-    A SchNet's filters are written as tables (``models.tabulated``: the same function to
-    ~1e-8 eV/atom and ~1e-7 eV/Å, several times faster in MD) with knots
+    A SchNet's filters and SOAPNet's radial functions are written as tables
+    (``models.tabulated``: the same function to ~1e-8 eV/atom and ~1e-7 eV/Å, a SchNet MD
+    step several times faster) with knots
     ``filter_spacing_angstrom`` apart, or by default on the coarsest grid within
     ``tabulated.TOLERANCE``; ``exact`` writes the filter networks as trained."""
     members = potential if isinstance(potential, list) else [potential]
@@ -44,9 +45,10 @@ def export_model(
     description: dict[str, Any] = {"kind": spec.kind, "spec": asdict(spec)}
     if len(copies) > 1:
         description["committee"] = len(copies)
-    table = copies[0].representation.table if isinstance(copies[0].representation, TabulatedSchNet) else None
-    if table is not None:
-        description["filter_table"] = {"spacing_angstrom": table.spacing, "knots": table.num_knots}
+    table = table_of(copies[0].representation)
+    if table is not None:  # SchNet: "filter_table" (eipnn_calc.memory reads it); SOAPNet: "radial_table"
+        key = "filter_table" if spec.kind == "schnet" else "radial_table"
+        description[key] = {"spacing_angstrom": table.spacing, "knots": table.num_knots}
     metadata = ModelMetadata(
         species=list(spec.species),
         cutoff_angstrom=float(spec.cutoff_angstrom),

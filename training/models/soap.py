@@ -183,6 +183,10 @@ class SOAP(nn.Module):
                 f"got {smooth_width_angstrom}"
             )
         self.num_species = num_species
+        # The settings as given, so that a copy (tabulated.TabulatedSOAP) can be built alike.
+        self.r_cut = float(r_cut_angstrom)
+        self.sigma = float(sigma_angstrom)
+        self.smooth_width = float(smooth_width_angstrom)
         self.n_max = n_max
         self.l_max = l_max
         self.cutoff = float(cutoff_angstrom)
@@ -215,6 +219,17 @@ class SOAP(nn.Module):
         feature_index = _feature_index(self.num_species, n_max, l_max)
         self.register_buffer("feature_index", torch.tensor(feature_index))
 
+    def radial(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The radial part of each neighbour's expansion [E, L, n], a function of its distance
+        alone: pi^{3/2} sum_k b_lnk exp(a_lk r^2), times the switch (the r^l is in the solid
+        harmonics). The exported model reads it from a table (``tabulated.TabulatedSOAP``)."""
+        dtype = lengths.dtype
+        weights = self.switch(lengths) if self.smooth_cutoff else torch.ones_like(lengths)
+        squared = (lengths * lengths).view(-1, 1, 1)
+        radial = torch.exp(squared * self.exponents.to(dtype))  # [E, L, K]
+        radial = torch.einsum("elk,lnk->eln", radial, self.coefficients_l.to(dtype))
+        return radial * weights.view(-1, 1, 1)
+
     def coefficients(
         self,
         species: torch.Tensor,
@@ -226,11 +241,7 @@ class SOAP(nn.Module):
         c_l [N, S n_max, 2l+1] (rows: neighbour species, then n)."""
         num_atoms = species.shape[0]
         dtype = vectors.dtype
-        weights = self.switch(lengths) if self.smooth_cutoff else torch.ones_like(lengths)
-        squared = (lengths * lengths).view(-1, 1, 1)
-        radial = torch.exp(squared * self.exponents.to(dtype))  # [E, L, K]
-        radial = torch.einsum("elk,lnk->eln", radial, self.coefficients_l.to(dtype))
-        radial = radial * weights.view(-1, 1, 1)  # [E, L, n]
+        radial = self.radial(lengths)  # [E, L, n]
         neighbour_species = species.index_select(0, edge_index[1])
         neighbour = torch.nn.functional.one_hot(neighbour_species, self.num_species).to(dtype)
         radial = radial.unsqueeze(2) * neighbour.view(-1, 1, self.num_species, 1)  # [E, L, S, n]

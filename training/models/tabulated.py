@@ -1,28 +1,36 @@
-"""SchNet with tabulated filters: the inference model ``eipnn-export`` writes (issue 17).
+"""Functions of the edge length as tables: the inference models ``eipnn-export`` writes (issue 17).
 
-Every interaction's filter W(r) = filter_net(rbf(r)) * envelope(r) is a function of the
-edge length alone, and evaluating it (two dense layers over every edge, and their backward
-for the forces) was most of an MD step. The exported model replaces it by a quintic
-Hermite spline on a uniform grid of knots 0, h, 2h, ..., r_c: at each knot the spline takes
-the network's value, slope and curvature (exact, by forward-mode differentiation), so W,
-dW/dr and d2W/dr2 are continuous everywhere (MD conserves the spline's energy as it would
-the network's; force constants have no jumps), and W = dW/dr = 0 at r_c as before. The
-grid is the coarsest of 2^-4 Å / 2^j on which W and dW/dr, checked between the knots, are
-within ``TOLERANCE`` of the network's (relative to their largest values): the error of a
-quintic spline falls as h^6 in value and h^5 in slope. docs/benchmarks.md ("Tabulated
-filters") gives the grids and the measured energy and force differences on the si-pbe test
-split; ``eipnn-export --exact`` writes the network as trained instead.
+Every SchNet interaction's filter W(r) = filter_net(rbf(r)) * envelope(r) is a function of
+the edge length alone, and evaluating it (two dense layers over every edge, and their
+backward for the forces) was most of an MD step; SOAP's radial functions (GTO overlaps
+times the switch) are too. The exported model replaces them by quintic Hermite splines on
+a uniform grid of knots 0, h, 2h, ..., r_c: at each knot the spline takes the function's
+value, slope and curvature (exact, by forward-mode differentiation), so it and its first
+two derivatives are continuous everywhere (MD conserves the spline's energy as it would
+the network's; force constants have no jumps); a function that vanishes at r_c with its
+slope (SchNet's enveloped filters, SOAP's switched radial part) does so in the table too.
+The grid is the coarsest of 2^-4 Å / 2^j on which the values and slopes, checked between
+the knots, are within ``TOLERANCE`` of the exact ones (relative to their largest values):
+the error of a quintic spline falls as h^6 in value and h^5 in slope. docs/benchmarks.md
+("Tabulated filters") gives the grids and the measured energy and force differences on the
+si-pbe test split; ``eipnn-export --exact`` writes the networks as trained instead.
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .schnet import SchNet, leading_rows
+from .soap import SOAP
+from .soapnet import SOAPNet
+
+# Functions of the edge length to tabulate: lengths [U] (Å) -> one [U, F] tensor per table
+# layer (SchNet: per interaction; SOAP: one, its L n radial functions).
+RadialFunctions = Callable[[torch.Tensor], Tuple[torch.Tensor, ...]]
 
 # Largest relative difference of the tabulated W and dW/dr from the network's, between the
 # knots. 1e-6 in dW/dr gave forces within 3e-7 eV/Å of the network's on rattled, strained
@@ -41,20 +49,34 @@ class TableAccuracyError(ValueError):
     """No grid up to the finest tried tabulates the filters within the tolerance."""
 
 
-def filter_derivatives(schnet: SchNet, lengths: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(W, dW/dr, d2W/dr2) [U, F] of every interaction at ``lengths`` [U] (Å), by forward-mode
-    differentiation (nested), each length on its own (the filters of a length depend on it alone)."""
-    ones = torch.ones_like(lengths)
+def schnet_filters(schnet: SchNet) -> RadialFunctions:
+    """Every interaction's W(r) [U, F], computed in float64."""
+    exact = copy.deepcopy(schnet).to(torch.float64)
 
     def filters(r: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        rbf, envelope = schnet.rbf(r), schnet.envelope(r)
-        return tuple(interaction.filter_table(rbf, envelope) for interaction in schnet.interactions)
+        rbf, envelope = exact.rbf(r), exact.envelope(r)
+        return tuple(interaction.filter_table(rbf, envelope) for interaction in exact.interactions)
+
+    return filters
+
+
+def soap_radial(soap: SOAP) -> RadialFunctions:
+    """SOAP's radial functions [U, L n] (``SOAP.radial`` flattened), computed in float64."""
+    exact = copy.deepcopy(soap).to(torch.float64)
+    return lambda r: (exact.radial(r).reshape(r.shape[0], -1),)
+
+
+def derivatives(functions: RadialFunctions, lengths: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(f, df/dr, d2f/dr2) [U, F] of every layer of ``functions`` at ``lengths`` [U] (Å), by
+    forward-mode differentiation (nested), each length on its own (a length's values depend
+    on it alone)."""
+    ones = torch.ones_like(lengths)
 
     def slopes(r: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        return torch.func.jvp(filters, (r,), (ones,))[1]
+        return torch.func.jvp(functions, (r,), (ones,))[1]
 
     with torch.no_grad():
-        values, first = torch.func.jvp(filters, (lengths,), (ones,))
+        values, first = torch.func.jvp(functions, (lengths,), (ones,))
         second = torch.func.jvp(slopes, (lengths,), (ones,))[1]
     return list(zip(values, first, second))
 
@@ -80,56 +102,63 @@ class FilterTable(nn.Module):
         self.num_knots = int(rows.shape[1] // 4)
 
     @staticmethod
-    def of(schnet: SchNet, cutoff_angstrom: float, spacing_angstrom: float) -> "FilterTable":
-        """The table of ``schnet``'s filters on knots at most ``spacing_angstrom`` apart,
-        computed in float64 whatever the network's dtype."""
+    def of(functions: RadialFunctions, cutoff_angstrom: float, spacing_angstrom: float,
+           vanishes_at_cutoff: bool = True) -> "FilterTable":
+        """The table of ``functions`` (float64) on knots at most ``spacing_angstrom`` apart.
+        ``vanishes_at_cutoff``: the functions and their slopes are 0 at r_c (an envelope or
+        a switch), and so are the table's last knots, exactly."""
         intervals = max(1, math.ceil(cutoff_angstrom / spacing_angstrom - 1e-9))
         spacing = cutoff_angstrom / intervals  # so that the last knot is exactly r_c
         if math.isclose(spacing, spacing_angstrom, rel_tol=1e-9):
             spacing = spacing_angstrom  # r_c a multiple: keep h as given (a power of two stays one)
-        exact = copy.deepcopy(schnet).to(torch.float64)
         radii = torch.arange(intervals + 1, dtype=torch.float64) * spacing
         # The end knots are evaluated INSET Å inside and carried back by Taylor's formula:
         # forward-mode derivatives at r = 0 are wrong where a basis has a removable
-        # singularity there (sinc: a second derivative of 0), and at r_c the envelope's mask
+        # singularity there (sinc: a second derivative of 0), and at r_c an envelope's mask
         # gives the derivatives from outside (0), where the limits from inside are wanted
-        # (value and slope are 0 there, the curvature need not be: cosine).
+        # (the curvature need not be 0 there: cosine).
         radii[0], radii[-1] = INSET_ANGSTROM, cutoff_angstrom - INSET_ANGSTROM
         layers = []
-        for value, slope, curvature in filter_derivatives(exact, radii):
+        for value, slope, curvature in derivatives(functions, radii):
             value[0] -= INSET_ANGSTROM * slope[0] - 0.5 * INSET_ANGSTROM**2 * curvature[0]
             slope[0] -= INSET_ANGSTROM * curvature[0]
-            value[-1] = 0.0
-            slope[-1] = 0.0
+            if vanishes_at_cutoff:
+                value[-1] = 0.0
+                slope[-1] = 0.0
+            else:
+                value[-1] += INSET_ANGSTROM * slope[-1] + 0.5 * INSET_ANGSTROM**2 * curvature[-1]
+                slope[-1] += INSET_ANGSTROM * curvature[-1]
             difference = torch.cat([value[1:] - value[:-1], torch.zeros_like(value[:1])])
             layers.append(torch.cat([value, difference, spacing * slope, spacing**2 * curvature]))
         return FilterTable(torch.stack(layers), spacing)
 
     @staticmethod
-    def accurate(schnet: SchNet, cutoff_angstrom: float, tolerance: float = TOLERANCE) -> "FilterTable":
+    def accurate(functions: RadialFunctions, cutoff_angstrom: float, vanishes_at_cutoff: bool = True,
+                 tolerance: float = TOLERANCE) -> "FilterTable":
         """The table on the coarsest grid, 2^-4 Å / 2^j, that is within ``tolerance``."""
         worst = math.inf
         for halving in range(HALVINGS + 1):
-            table = FilterTable.of(schnet, cutoff_angstrom, COARSEST_SPACING_ANGSTROM / 2**halving)
-            worst = table.largest_relative_error(schnet)
+            table = FilterTable.of(functions, cutoff_angstrom, COARSEST_SPACING_ANGSTROM / 2**halving,
+                                   vanishes_at_cutoff)
+            worst = table.largest_relative_error(functions)
             if worst <= tolerance:
                 return table
         raise TableAccuracyError(
-            f"the filters of this SchNet vary too fast to tabulate: on knots {table.spacing:.2g} Å apart "
-            f"they are off by {worst:.2g} of their scale (tolerance {tolerance:.0e}); export it with "
-            "exact=True (eipnn-export --exact)")
+            f"these functions of the edge length vary too fast to tabulate: on knots {table.spacing:.2g} Å "
+            f"apart they are off by {worst:.2g} of their scale (tolerance {tolerance:.0e}); export the "
+            "model with exact=True (eipnn-export --exact)")
 
-    def largest_relative_error(self, schnet: SchNet) -> float:
-        """The largest difference of the table's W and dW/dr from the network's, at 1/4, 1/2
-        and 3/4 of every interval, relative to the largest |W| and |dW/dr| of each layer."""
+    def largest_relative_error(self, functions: RadialFunctions) -> float:
+        """The largest difference of the table's values and slopes from those of
+        ``functions``, at 1/4, 1/2 and 3/4 of every interval, relative to the largest
+        |f| and |df/dr| of each layer."""
         fractions = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
         r = ((torch.arange(self.num_knots - 1, dtype=torch.float64)[:, None] + fractions) * self.spacing).reshape(-1)
-        exact = copy.deepcopy(schnet).to(torch.float64)
         table = copy.deepcopy(self).to(torch.float64)
         step = 1e-6  # Å: the spline's slope by central differences, to ~1e-10 of its scale
         worst = 0.0
         with torch.no_grad():
-            for layer, (value, slope, _) in enumerate(filter_derivatives(exact, r)):
+            for layer, (value, slope, _) in enumerate(derivatives(functions, r)):
                 spline = table.filters(layer, *table.locate(r))
                 spline_slope = (table.filters(layer, *table.locate(r + step))
                                 - table.filters(layer, *table.locate(r - step))) / (2 * step)
@@ -185,9 +214,8 @@ class TabulatedSchNet(nn.Module):
     def __init__(self, schnet: SchNet, cutoff_angstrom: float, spacing_angstrom: Optional[float] = None) -> None:
         """``spacing_angstrom``: the knots' spacing; None: the coarsest grid within ``TOLERANCE``."""
         super().__init__()
-        table = (FilterTable.accurate(schnet, cutoff_angstrom) if spacing_angstrom is None
-                 else FilterTable.of(schnet, cutoff_angstrom, spacing_angstrom))
-        self.table = table.to(schnet.embedding.weight.dtype)
+        self.table = _table(schnet_filters(schnet), cutoff_angstrom, spacing_angstrom, True).to(
+            schnet.embedding.weight.dtype)
         self.num_layers = schnet.num_layers
         self.num_features = schnet.num_features
         self.edge_chunk = schnet.edge_chunk
@@ -226,9 +254,47 @@ class TabulatedSchNet(nn.Module):
         return x
 
 
+class TabulatedSOAP(SOAP):
+    """``SOAP`` with its radial functions read from a ``FilterTable`` (one layer of L n
+    functions): the same settings and buffers, the same descriptor to the table's accuracy."""
+
+    def __init__(self, soap: SOAP, spacing_angstrom: Optional[float] = None) -> None:
+        super().__init__(soap.num_species, soap.r_cut, soap.n_max, soap.l_max, soap.sigma, soap.cutoff,
+                         soap.smooth_cutoff, soap.smooth_width)
+        self.load_state_dict(soap.state_dict())
+        self.to(soap.exponents.dtype)
+        self.table = _table(soap_radial(soap), soap.cutoff, spacing_angstrom, soap.smooth_cutoff).to(
+            soap.exponents.dtype)
+
+    def radial(self, lengths: torch.Tensor) -> torch.Tensor:
+        values = self.table.filters(0, *self.table.locate(lengths))  # [E, L n]
+        return values.view(lengths.shape[0], self.l_max + 1, self.n_max)
+
+
+def _table(functions: RadialFunctions, cutoff_angstrom: float, spacing_angstrom: Optional[float],
+           vanishes_at_cutoff: bool) -> FilterTable:
+    """On knots ``spacing_angstrom`` apart, or None: the coarsest grid within ``TOLERANCE``."""
+    if spacing_angstrom is None:
+        return FilterTable.accurate(functions, cutoff_angstrom, vanishes_at_cutoff)
+    return FilterTable.of(functions, cutoff_angstrom, spacing_angstrom, vanishes_at_cutoff)
+
+
 def tabulated(representation: nn.Module, cutoff_angstrom: float, spacing_angstrom: Optional[float] = None) -> nn.Module:
-    """The inference form of ``representation``: a SchNet's filters tabulated, any other
-    model as it is."""
+    """The inference form of ``representation``: SchNet's filters or SOAPNet's radial
+    functions tabulated, any other model as it is."""
     if isinstance(representation, SchNet):
         return TabulatedSchNet(representation, cutoff_angstrom, spacing_angstrom)
+    if isinstance(representation, SOAPNet):
+        inference = copy.deepcopy(representation)
+        inference.soap = TabulatedSOAP(representation.soap, spacing_angstrom)
+        return inference
     return representation
+
+
+def table_of(representation: nn.Module) -> Optional[FilterTable]:
+    """The table of a ``tabulated`` representation, or None."""
+    if isinstance(representation, TabulatedSchNet):
+        return representation.table
+    if isinstance(representation, SOAPNet) and isinstance(representation.soap, TabulatedSOAP):
+        return representation.soap.table
+    return None
