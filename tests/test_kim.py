@@ -43,13 +43,19 @@ RELATIVE_TOLERANCE = 1e-6
 SI_LATTICE_ANGSTROM = 5.43
 
 
-def make_model_file(path: Path, species: list[str], seed: int = 0) -> Path:
-    """A small random-init SchNet (cutoff 5 Å, 2 layers: influence distance 10 Å)."""
+SMALL_MODELS = {  # kind -> hyper-parameters of a small 2-layer model
+    "schnet": {"num_features": 16, "num_interactions": 2, "num_rbf": 16},
+    "cgcnn": {"num_features": 16, "num_layers": 2, "num_rbf": 16},
+}
+
+
+def make_model_file(path: Path, species: list[str], seed: int = 0, kind: str = "schnet") -> Path:
+    """A small random-init model (cutoff 5 Å, 2 layers: influence distance 10 Å)."""
     from eipnn_training.export import export_model
     from eipnn_training.models.build import ModelSpec, build_potential
 
     torch.manual_seed(seed)
-    spec = ModelSpec("schnet", species, 5.0, {"num_features": 16, "num_interactions": 2, "num_rbf": 16})
+    spec = ModelSpec(kind, species, 5.0, dict(SMALL_MODELS[kind]))
     potential = build_potential(spec)
     with torch.no_grad():
         potential.atom_ref[:] = torch.linspace(-5.4, -7.4, len(species)).unsqueeze(1)
@@ -79,8 +85,8 @@ def kim_environment(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-def install_model(root: Path, name: str, species: list[str], *options: str) -> Path:
-    model = make_model_file(root / f"{name}.pt", species)
+def install_model(root: Path, name: str, species: list[str], *options: str, kind: str = "schnet") -> Path:
+    model = make_model_file(root / f"{name}.pt", species, kind=kind)
     assert exporter.main([str(model), name, "--output-dir", str(root / "packages"), "--install", *options]) == 0
     return model
 
@@ -139,6 +145,17 @@ def assert_same_results(atoms: Atoms, model_name: str, model_path: Path) -> None
 def test_ase_kim_equals_eipnn_calculator_for_si(si_model, atoms):
     name, path = si_model
     assert_same_results(atoms, name, path)
+
+
+@pytest.mark.parametrize("repeat", [1, 2], ids=["primitive", "cubic-2x2x2"])
+def test_ase_kim_equals_eipnn_calculator_for_a_cgcnn(kim_environment, repeat):
+    """CGCNN's tabulated export (issue 18) through the driver, pruned layers included."""
+    name = "eipnn_test_Si_cgcnn"
+    path = kim_environment / f"{name}.pt"
+    if not path.exists():
+        install_model(kim_environment, name, ["Si"], kind="cgcnn")
+    cell = bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=repeat > 1)
+    assert_same_results(rattled(cell.repeat((repeat,) * 3), seed=7), name, path)
 
 
 def test_a_committee_runs_through_kim_as_its_mean(kim_environment):

@@ -63,12 +63,14 @@ def _evaluate(potential, atoms, used, mask, edge_index, layer_edges=None):
     return potential(*args)
 
 
+@pytest.mark.parametrize("kind", ["schnet", "cgcnn"])
 @pytest.mark.parametrize("tabulate", [False, True], ids=["exact", "tabulated"])
 @pytest.mark.parametrize("num_layers", [2, 3])
-def test_pruned_layers_give_the_contributing_atoms_the_full_result(num_layers, tabulate):
-    """Also for the tabulated filters of the exported model, which the KIM driver runs."""
+def test_pruned_layers_give_the_contributing_atoms_the_full_result(num_layers, tabulate, kind):
+    """For every message-passing model, also in the tabulated form the KIM driver runs."""
     torch.manual_seed(0)
-    spec = ModelSpec("schnet", ["Si"], CUTOFF, {"num_features": 16, "num_interactions": num_layers, "num_rbf": 16})
+    layers = {"schnet": "num_interactions", "cgcnn": "num_layers"}[kind]
+    spec = ModelSpec(kind, ["Si"], CUTOFF, {"num_features": 16, layers: num_layers, "num_rbf": 16})
     potential = build_potential(spec).double()
     if tabulate:
         potential.representation = tabulated(potential.representation, CUTOFF)

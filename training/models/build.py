@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .cgcnn import CGCNN
 from .potential import AtomwiseHead, Potential
 from .schnet import SchNet
 from .soapnet import SOAPNet
@@ -30,7 +31,12 @@ def _soapnet(spec: ModelSpec) -> nn.Module:
     return SOAPNet(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
 
 
-REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet, "soapnet": _soapnet}
+def _cgcnn(spec: ModelSpec) -> nn.Module:
+    return CGCNN(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
+
+
+REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet, "soapnet": _soapnet,
+                                                               "cgcnn": _cgcnn}
 
 
 def build_representation(spec: ModelSpec) -> nn.Module:

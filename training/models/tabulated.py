@@ -24,6 +24,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .cgcnn import CGCNN
 from .schnet import SchNet, leading_rows
 from .soap import SOAP
 from .soapnet import SOAPNet
@@ -64,6 +65,12 @@ def soap_radial(soap: SOAP) -> RadialFunctions:
     """SOAP's radial functions [U, L n] (``SOAP.radial`` flattened), computed in float64."""
     exact = copy.deepcopy(soap).to(torch.float64)
     return lambda r: (exact.radial(r).reshape(r.shape[0], -1),)
+
+
+def cgcnn_radial(cgcnn: CGCNN) -> RadialFunctions:
+    """Every CGCNN layer's radial term u(r) W_u + b [U, 2F], computed in float64."""
+    exact = copy.deepcopy(cgcnn).to(torch.float64)
+    return lambda r: tuple(exact.radial_terms(r))
 
 
 def derivatives(functions: RadialFunctions, lengths: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -254,6 +261,49 @@ class TabulatedSchNet(nn.Module):
         return x
 
 
+class TabulatedCGCNN(nn.Module):
+    """``CGCNN``'s forward with every layer's radial term read from a ``FilterTable`` (the
+    term has its bias, so it does not vanish at the cutoff; the envelope still multiplies each
+    message). Built from a trained CGCNN; its layers keep no radial Linear (the table has them)."""
+
+    def __init__(self, cgcnn: CGCNN, cutoff_angstrom: float, spacing_angstrom: Optional[float] = None) -> None:
+        super().__init__()
+        self.table = _table(cgcnn_radial(cgcnn), cutoff_angstrom, spacing_angstrom, False).to(
+            cgcnn.embedding.weight.dtype)
+        self.num_layers = cgcnn.num_layers
+        self.num_features = cgcnn.num_features
+        self.edge_chunk = cgcnn.edge_chunk
+        self.embedding = copy.deepcopy(cgcnn.embedding)
+        self.envelope = copy.deepcopy(cgcnn.envelope)
+        self.convolutions = copy.deepcopy(cgcnn.convolutions)
+        for convolution in self.convolutions:
+            convolution.radial = nn.Identity()
+
+    def forward(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        vectors: torch.Tensor,
+        lengths: torch.Tensor,
+        layer_edges: Optional[List[int]] = None,
+    ) -> torch.Tensor:
+        x = self.embedding(species)
+        rows: List[torch.Tensor] = []
+        weights: List[torch.Tensor] = []
+        envelope: List[torch.Tensor] = []
+        for chunk in lengths.split(self.edge_chunk):
+            chunk_rows, chunk_weights = self.table.locate(chunk)
+            rows.append(chunk_rows)
+            weights.append(chunk_weights)
+            envelope.append(self.envelope(chunk))
+        receivers = list(edge_index[0].split(self.edge_chunk))
+        senders = list(edge_index[1].split(self.edge_chunk))
+        for layer, convolution in enumerate(self.convolutions):
+            radial = [self.table.filters(layer, rows[k], weights[k]) for k in range(len(rows))]
+            x = convolution(x, receivers, senders, radial, envelope, None if layer_edges is None else layer_edges[layer])
+        return x
+
+
 class TabulatedSOAP(SOAP):
     """``SOAP`` with its radial functions read from a ``FilterTable`` (one layer of L n
     functions): the same settings and buffers, the same descriptor to the table's accuracy."""
@@ -280,10 +330,12 @@ def _table(functions: RadialFunctions, cutoff_angstrom: float, spacing_angstrom:
 
 
 def tabulated(representation: nn.Module, cutoff_angstrom: float, spacing_angstrom: Optional[float] = None) -> nn.Module:
-    """The inference form of ``representation``: SchNet's filters or SOAPNet's radial
-    functions tabulated, any other model as it is."""
+    """The inference form of ``representation``: SchNet's filters, CGCNN's radial terms or
+    SOAPNet's radial functions tabulated, any other model as it is."""
     if isinstance(representation, SchNet):
         return TabulatedSchNet(representation, cutoff_angstrom, spacing_angstrom)
+    if isinstance(representation, CGCNN):
+        return TabulatedCGCNN(representation, cutoff_angstrom, spacing_angstrom)
     if isinstance(representation, SOAPNet):
         inference = copy.deepcopy(representation)
         inference.soap = TabulatedSOAP(representation.soap, spacing_angstrom)
@@ -293,7 +345,7 @@ def tabulated(representation: nn.Module, cutoff_angstrom: float, spacing_angstro
 
 def table_of(representation: nn.Module) -> Optional[FilterTable]:
     """The table of a ``tabulated`` representation, or None."""
-    if isinstance(representation, TabulatedSchNet):
+    if isinstance(representation, (TabulatedSchNet, TabulatedCGCNN)):
         return representation.table
     if isinstance(representation, SOAPNet) and isinstance(representation.soap, TabulatedSOAP):
         return representation.soap.table
