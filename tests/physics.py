@@ -103,3 +103,52 @@ def assert_extensive(atoms: Atoms, make_calc, repeat=(2, 1, 1), rel: float = 1e-
     assert abs(supercell.get_potential_energy() - copies * atoms.get_potential_energy()) <= rel * abs(
         copies * atoms.get_potential_energy())
     np.testing.assert_allclose(supercell.get_stress(), atoms.get_stress(), atol=1e-10)
+
+
+def assert_smooth_through_the_cutoff(calc, cutoff_angstrom: float, element: str = "Si") -> None:
+    """A dimer pulled through r_c: the interaction energy and the force fall to zero
+    continuously (a pair crossing the cutoff in MD leaves no jump); ``calc`` without a skin."""
+
+    def dimer(r: float) -> tuple[float, float]:
+        atoms = Atoms(f"{element}2", positions=[[0, 0, 0], [r, 0, 0]])
+        atoms.calc = calc
+        return atoms.get_potential_energy(), atoms.get_forces()[1, 0]
+
+    far_energy, far_force = dimer(cutoff_angstrom + 0.5)
+    assert far_force == 0.0
+    near_energy, near_force = dimer(cutoff_angstrom - 1.0)
+    assert abs(near_energy - far_energy) > 1e-4 and abs(near_force) > 1e-4  # a test of something
+    energy, force = dimer(cutoff_angstrom - 1e-3)
+    assert abs(energy - far_energy) < 1e-4 * abs(near_energy - far_energy)
+    assert abs(force) < 1e-2 * abs(near_force)
+
+
+def nve_energy_drift(calc, temperature_K: float, steps: int, repeat: int = 2, seed: int = 0) -> float:
+    """Max |E_total - E_total(0)| (eV/atom) of diamond Si (8 repeat^3 atoms) in velocity
+    Verlet with 1 fs steps from velocities at ``temperature_K``."""
+    from ase import units
+    from ase.build import bulk
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(repeat)
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    atoms.calc = calc
+    totals = []
+    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dyn.attach(lambda: totals.append(atoms.get_total_energy()), 5)
+    dyn.run(steps)
+    totals = np.array(totals) / len(atoms)
+    return float(np.abs(totals - totals[0]).max())
+
+
+def strained_rattled_si(seed: int) -> Atoms:
+    """The 8-atom cubic diamond cell, sheared and strained by ~2 % and rattled by 0.1 Å:
+    no symmetry left to hide a wrong derivative."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", 5.431, cubic=True)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.01, 0], [0, 0.99, 0.02], [0, 0, 1.01]]), scale_atoms=True)
+    atoms.rattle(0.1, seed=seed)
+    return atoms

@@ -8,11 +8,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.build import bulk
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
-from ase.md.verlet import VelocityVerlet
-from physics import assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant
+from physics import (assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant,
+                     assert_smooth_through_the_cutoff, strained_rattled_si, nve_energy_drift)
 
 from eipnn_calc import EIPNNCalculator, load_model, read_metadata
 from eipnn_calc.neighbors import build_edges
@@ -68,48 +67,27 @@ def variant(request, tmp_path_factory):
     return folder / "tabulated.pt", folder / "exact.pt", potential
 
 
-def _strained_rattled_si(seed: int) -> Atoms:
-    atoms = bulk("Si", "diamond", 5.431, cubic=True)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.01, 0], [0, 0.99, 0.02], [0, 0, 1.01]]), scale_atoms=True)
-    atoms.rattle(0.1, seed=seed)
-    return atoms
-
-
 def test_forces_and_stress_are_derivatives(variant):
     path, _, _ = variant
-    atoms = _strained_rattled_si(0)
+    atoms = strained_rattled_si(0)
     atoms.calc = EIPNNCalculator(path, skin=0.0)
     assert_forces_and_stress_are_derivatives(atoms)
 
 
 def test_rotation_translation_and_permutation_invariance(variant):
     path, _, _ = variant
-    assert_invariant(_strained_rattled_si(1), EIPNNCalculator(path, skin=0.0), seed=5)
+    assert_invariant(strained_rattled_si(1), EIPNNCalculator(path, skin=0.0), seed=5)
 
 
 def test_supercell_is_extensive(variant):
     path, _, _ = variant
-    assert_extensive(_strained_rattled_si(2), lambda: EIPNNCalculator(path))
+    assert_extensive(strained_rattled_si(2), lambda: EIPNNCalculator(path))
 
 
 def test_energy_and_force_go_smoothly_to_zero_at_the_cutoff(variant):
-    """A Si dimer pulled through r_c: the interaction energy and the force fall to zero
-    continuously; the hard Gaussian cut of the original CGCNN would leave a jump."""
+    """The hard Gaussian cut of the original CGCNN would leave a jump here."""
     path, _, _ = variant
-    calc = EIPNNCalculator(path, skin=0.0)
-
-    def dimer(r: float) -> tuple[float, float]:
-        atoms = Atoms("Si2", positions=[[0, 0, 0], [r, 0, 0]])
-        atoms.calc = calc
-        return atoms.get_potential_energy(), atoms.get_forces()[1, 0]
-
-    far_energy, far_force = dimer(5.5)
-    assert far_force == 0.0
-    near_energy, near_force = dimer(4.0)
-    assert abs(near_energy - far_energy) > 1e-4 and abs(near_force) > 1e-4
-    energy, force = dimer(CUTOFF - 1e-3)
-    assert abs(energy - far_energy) < 1e-4 * abs(near_energy - far_energy)
-    assert abs(force) < 1e-2 * abs(near_force)
+    assert_smooth_through_the_cutoff(EIPNNCalculator(path, skin=0.0), CUTOFF)
 
 
 def _inputs(atoms: Atoms):
@@ -123,7 +101,7 @@ def test_the_exact_file_is_the_eager_model_and_the_tabulated_one_within_its_accu
     module, metadata = load_model(exact_path, torch.device("cpu"))
     eager = build_potential(ModelSpec(**metadata.model["spec"])).double()
     eager.load_state_dict(module.state_dict())
-    inputs = _inputs(_strained_rattled_si(3))
+    inputs = _inputs(strained_rattled_si(3))
     reference = potential(*inputs)
     for key in ("energy", "forces", "virial"):
         torch.testing.assert_close(module(*inputs)[key], reference[key], rtol=1e-12, atol=1e-12)
@@ -153,31 +131,17 @@ def test_a_trained_cgcnn_is_tabulated_within_the_bound(sw_cgcnn):
     table.representation = tabulated(potential.representation, CUTOFF)
     assert isinstance(table.representation, TabulatedCGCNN)
     for seed in range(3):
-        atoms = _strained_rattled_si(seed).repeat((2, 1, 1))
+        atoms = strained_rattled_si(seed).repeat((2, 1, 1))
         exact, tab = potential(*_inputs(atoms)), table(*_inputs(atoms))
         assert abs(float(tab["energy"] - exact["energy"])) / len(atoms) < 1e-6
         assert float((tab["forces"] - exact["forces"]).abs().max()) < 1e-5
-
-
-def _nve_drift(path, temperature_K: float, steps: int) -> float:
-    """Max |E_total - E_total(0)| (eV/atom) of 64 atoms in velocity Verlet (1 fs)."""
-    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)
-    thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    atoms.calc = EIPNNCalculator(path, skin=1.0)
-    totals = []
-    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    dyn.attach(lambda: totals.append(atoms.get_total_energy()), 5)
-    dyn.run(steps)
-    totals = np.array(totals) / len(atoms)
-    return float(np.abs(totals - totals[0]).max())
 
 
 def test_nve_of_a_trained_cgcnn_drifts_less_than_1_mev_per_atom(sw_cgcnn, tmp_path):
     """Issue 18's target on the SW-fitted model: 0.5 ps at 600 K, 64 atoms, tabulated file."""
     spec, potential = sw_cgcnn
     export_model(potential, spec, tmp_path / "sw_cgcnn.pt")
-    assert _nve_drift(tmp_path / "sw_cgcnn.pt", 600, 500) < 1e-3
+    assert nve_energy_drift(EIPNNCalculator(tmp_path / "sw_cgcnn.pt", skin=1.0), 600, 500) < 1e-3
 
 
 def test_nve_conserves_energy_through_cutoff_crossings(tmp_path):
@@ -188,4 +152,4 @@ def test_nve_conserves_energy_through_cutoff_crossings(tmp_path):
     potential = build_potential(spec).double()
     potential.scale.fill_(5.0)  # forces of a few tenths of eV/Å
     export_model(potential, spec, tmp_path / "random.pt")
-    assert _nve_drift(tmp_path / "random.pt", 1000, 200) < 1e-4
+    assert nve_energy_drift(EIPNNCalculator(tmp_path / "random.pt", skin=1.0), 1000, 200) < 1e-4

@@ -13,7 +13,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
-from physics import assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant
+from physics import (assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant,
+                     assert_smooth_through_the_cutoff, strained_rattled_si)
 
 from eipnn_calc import EIPNNCalculator, load_model
 from eipnn_calc.neighbors import build_edges
@@ -207,48 +208,26 @@ def basis_model(request, tmp_path_factory):
     return request.param, path, potential
 
 
-def _strained_rattled_si(seed: int) -> Atoms:
-    atoms = bulk("Si", "diamond", 5.431, cubic=True)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.01, 0], [0, 0.99, 0.02], [0, 0, 1.01]]), scale_atoms=True)
-    atoms.rattle(0.1, seed=seed)
-    return atoms
-
-
 def test_forces_and_stress_are_derivatives(basis_model):
     _, path, _ = basis_model
-    atoms = _strained_rattled_si(0)
+    atoms = strained_rattled_si(0)
     atoms.calc = EIPNNCalculator(path, skin=0.0)
     assert_forces_and_stress_are_derivatives(atoms)
 
 
 def test_rotation_translation_and_permutation_invariance(basis_model):
     _, path, _ = basis_model
-    assert_invariant(_strained_rattled_si(1), EIPNNCalculator(path, skin=0.0), seed=5)
+    assert_invariant(strained_rattled_si(1), EIPNNCalculator(path, skin=0.0), seed=5)
 
 
 def test_supercell_is_extensive(basis_model):
     _, path, _ = basis_model
-    assert_extensive(_strained_rattled_si(2), lambda: EIPNNCalculator(path))
+    assert_extensive(strained_rattled_si(2), lambda: EIPNNCalculator(path))
 
 
 def test_energy_and_force_go_smoothly_to_zero_at_the_cutoff(basis_model):
-    """A Si dimer pulled through r_c: the interaction energy and the force fall to zero
-    continuously (a pair crossing the cutoff in MD leaves no jump)."""
     _, path, _ = basis_model
-    calc = EIPNNCalculator(path, skin=0.0)
-
-    def dimer(r: float) -> tuple[float, float]:
-        atoms = Atoms("Si2", positions=[[0, 0, 0], [r, 0, 0]])
-        atoms.calc = calc
-        return atoms.get_potential_energy(), atoms.get_forces()[1, 0]
-
-    far_energy, far_force = dimer(5.5)
-    assert far_force == 0.0
-    near_energy, near_force = dimer(4.0)
-    assert abs(near_energy - far_energy) > 1e-4 and abs(near_force) > 1e-4
-    energy, force = dimer(5.0 - 1e-3)
-    assert abs(energy - far_energy) < 1e-4 * abs(near_energy - far_energy)
-    assert abs(force) < 1e-2 * abs(near_force)
+    assert_smooth_through_the_cutoff(EIPNNCalculator(path, skin=0.0), 5.0)
 
 
 def test_scripted_file_equals_eager_model(basis_model):
@@ -258,7 +237,7 @@ def test_scripted_file_equals_eager_model(basis_model):
     module, metadata = load_model(path.with_name(path.stem + "-exact.pt"), torch.device("cpu"))
     eager = build_potential(ModelSpec(**metadata.model["spec"])).double()
     eager.load_state_dict(module.state_dict())
-    atoms = _strained_rattled_si(3)
+    atoms = strained_rattled_si(3)
     edge_index, shifts = build_edges(atoms, 5.0)
     arguments = (torch.zeros(8, dtype=torch.int64), torch.tensor(edge_index), torch.tensor(shifts),
                  torch.ones(8, dtype=torch.bool))
@@ -326,7 +305,7 @@ def test_old_weights_keep_their_width_when_loaded_into_the_new_default():
     # The names an old checkpoint holds: the loader below needs nothing else.
     assert {k for k in state if ".rbf." in k or ".envelope." in k} == {
         "representation.rbf.centers", "representation.rbf.coefficient", "representation.envelope.cutoff"}
-    atoms = _strained_rattled_si(4)
+    atoms = strained_rattled_si(4)
     new = build_potential(ModelSpec("schnet", ["Si"], 5.0, dict(OLD_HYPERPARAMETERS), 16)).double()
     with pytest.warns(UserWarning, match="set rbf_width: spacing in their config"):
         new.load_state_dict(state)
@@ -355,7 +334,7 @@ def test_an_old_run_folder_re_exports_to_the_same_network(tmp_path):
     torch.save({"model": old.state_dict()}, run / "checkpoints" / "best.pt")
     with pytest.warns(UserWarning, match="the loaded Gaussian width"):
         path = export_run(run, exact=True)
-    atoms = _strained_rattled_si(5)
+    atoms = strained_rattled_si(5)
     atoms.calc = EIPNNCalculator(path)
     # float32 weights run in float64: the same network to float64 precision.
     assert atoms.get_potential_energy() == pytest.approx(_energy(old.double(), atoms), rel=1e-12)

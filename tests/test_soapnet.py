@@ -15,7 +15,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from dscribe.descriptors import SOAP as DscribeSOAP
 from models import SW_SI, batched, fit_energies_and_forces
-from physics import assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant
+from physics import assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant, nve_energy_drift
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,16 +230,7 @@ def nve_drift_of_random_model(path: Path, smooth_cutoff: bool, steps: int) -> fl
     standardize_on(potential, batched([cell], 5.0))
     potential.scale.fill_(5.0)  # forces of a few tenths of eV/Å
     export_model(potential, spec, path)
-    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(2)
-    thermalize_momenta(atoms, temperature_K=1000, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    atoms.calc = EIPNNCalculator(path, skin=1.0)
-    totals = []
-    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    dyn.attach(lambda: totals.append(atoms.get_total_energy()), 5)
-    dyn.run(steps)
-    totals = np.array(totals) / len(atoms)
-    return float(np.abs(totals - totals[0]).max())
+    return nve_energy_drift(EIPNNCalculator(path, skin=1.0), 1000, steps)
 
 
 def test_smooth_cutoff_conserves_energy_where_a_hard_one_does_not(tmp_path):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .layers import ShiftedSoftplus
-from .schnet import ENVELOPES, RADIAL_BASES, leading_rows
+from .schnet import EDGE_CHUNK, leading_rows, radial_parts
 
 NORMS = ("none", "layer")
 
@@ -90,23 +90,15 @@ class CGCNN(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        if radial_basis not in RADIAL_BASES:
-            raise ValueError(f"unknown radial_basis '{radial_basis}'; known: {', '.join(sorted(RADIAL_BASES))}")
-        basis = RADIAL_BASES[radial_basis]
-        envelope = basis.envelope if envelope is None else envelope
-        if envelope not in ENVELOPES:
-            raise ValueError(f"unknown envelope '{envelope}'; known: {', '.join(sorted(ENVELOPES))}")
+        self.rbf, self.envelope, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
         if norm not in NORMS:
             raise ValueError(f"unknown norm '{norm}'; known: {', '.join(NORMS)} (no BatchNorm: it couples a batch)")
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        num_rbf = basis.num_rbf if num_rbf is None else num_rbf
         self.num_layers = num_layers
         self.num_features = num_features
-        self.edge_chunk = 16384  # as SchNet's: temporaries under glibc's mmap threshold
+        self.edge_chunk = EDGE_CHUNK
         self.embedding = nn.Embedding(num_species, num_features)
-        self.rbf = basis.build(num_rbf, cutoff_angstrom, rbf_width)  # [E] -> [E, num_rbf]
-        self.envelope = ENVELOPES[envelope](cutoff_angstrom)
         self.convolutions = nn.ModuleList([GatedConvolution(num_features, num_rbf, norm) for _ in range(num_layers)])
 
     def forward(

@@ -46,6 +46,20 @@ RADIAL_BASES: Dict[str, RadialBasis] = {
 ENVELOPES: Dict[str, Callable[[float], nn.Module]] = {"cosine": CosineCutoff, "polynomial": PolynomialCutoff}
 
 
+def radial_parts(radial_basis: str, num_rbf: Optional[int], rbf_width: Optional[str], envelope: Optional[str],
+                 cutoff_angstrom: float) -> Tuple[nn.Module, nn.Module, int]:
+    """(basis [E] -> [E, num_rbf], envelope [E] -> [E], num_rbf) from the hyper-parameters
+    SchNet and CGCNN share; None takes the basis's default."""
+    if radial_basis not in RADIAL_BASES:
+        raise ValueError(f"unknown radial_basis '{radial_basis}'; known: {', '.join(sorted(RADIAL_BASES))}")
+    basis = RADIAL_BASES[radial_basis]
+    envelope = basis.envelope if envelope is None else envelope
+    if envelope not in ENVELOPES:
+        raise ValueError(f"unknown envelope '{envelope}'; known: {', '.join(sorted(ENVELOPES))}")
+    num_rbf = basis.num_rbf if num_rbf is None else num_rbf
+    return basis.build(num_rbf, cutoff_angstrom, rbf_width), ENVELOPES[envelope](cutoff_angstrom), num_rbf
+
+
 def leading_rows(chunks: List[torch.Tensor], count: int) -> List[torch.Tensor]:
     """The first ``count`` rows of the concatenation of ``chunks``, as chunks (views)."""
     kept: List[torch.Tensor] = []
@@ -145,19 +159,11 @@ class SchNet(nn.Module):
         envelope: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if radial_basis not in RADIAL_BASES:
-            raise ValueError(f"unknown radial_basis '{radial_basis}'; known: {', '.join(sorted(RADIAL_BASES))}")
-        basis = RADIAL_BASES[radial_basis]
-        envelope = basis.envelope if envelope is None else envelope
-        if envelope not in ENVELOPES:
-            raise ValueError(f"unknown envelope '{envelope}'; known: {', '.join(sorted(ENVELOPES))}")
-        num_rbf = basis.num_rbf if num_rbf is None else num_rbf
+        self.rbf, self.envelope, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
         self.num_layers = num_interactions
         self.num_features = num_features
         self.edge_chunk = EDGE_CHUNK
         self.embedding = nn.Embedding(num_species, num_features)
-        self.rbf = basis.build(num_rbf, cutoff_angstrom, rbf_width)  # [E] -> [E, num_rbf]
-        self.envelope = ENVELOPES[envelope](cutoff_angstrom)
         self.interactions = nn.ModuleList(
             [Interaction(num_features, num_rbf) for _ in range(num_interactions)]
         )

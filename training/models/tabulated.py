@@ -208,6 +208,24 @@ class FilterTable(nn.Module):
                             interval + 3 * k, interval + 3 * k + 1], dim=1)
         return rows, weights
 
+    def locate_chunks(self, chunks: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """``locate`` of every chunk of edge lengths: (rows, weights), one of each per chunk."""
+        rows: List[torch.Tensor] = []
+        weights: List[torch.Tensor] = []
+        for chunk in chunks:
+            chunk_rows, chunk_weights = self.locate(chunk)
+            rows.append(chunk_rows)
+            weights.append(chunk_weights)
+        return rows, weights
+
+    def layer_values(self, layer: int, rows: List[torch.Tensor], weights: List[torch.Tensor],
+                     count: Optional[int] = None) -> List[torch.Tensor]:
+        """Layer ``layer``'s values at the edges of every chunk, or of the first ``count``
+        edges only (the KIM driver's pruned layers)."""
+        if count is not None:
+            rows, weights = leading_rows(rows, count), leading_rows(weights, count)
+        return [self.filters(layer, rows[k], weights[k]) for k in range(len(rows))]
+
     def filters(self, layer: int, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """W_layer [E, F] at the edges ``locate`` placed."""
         return nn.functional.embedding_bag(rows, self.rows[layer], per_sample_weights=weights, mode="sum")
@@ -240,23 +258,16 @@ class TabulatedSchNet(nn.Module):
         layer_edges: Optional[List[int]] = None,
     ) -> torch.Tensor:
         x = self.embedding(species)
-        rows: List[torch.Tensor] = []
-        weights: List[torch.Tensor] = []
-        for chunk in lengths.split(self.edge_chunk):
-            chunk_rows, chunk_weights = self.table.locate(chunk)
-            rows.append(chunk_rows)
-            weights.append(chunk_weights)
+        rows, weights = self.table.locate_chunks(list(lengths.split(self.edge_chunk)))
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
         for layer, interaction in enumerate(self.interactions):
-            layer_receivers, layer_senders, layer_rows, layer_weights = receivers, senders, rows, weights
+            layer_receivers, layer_senders = receivers, senders
+            count: Optional[int] = None
             if layer_edges is not None:
                 count = layer_edges[layer]
-                layer_receivers = leading_rows(receivers, count)
-                layer_senders = leading_rows(senders, count)
-                layer_rows = leading_rows(rows, count)
-                layer_weights = leading_rows(weights, count)
-            filters = [self.table.filters(layer, layer_rows[k], layer_weights[k]) for k in range(len(layer_rows))]
+                layer_receivers, layer_senders = leading_rows(receivers, count), leading_rows(senders, count)
+            filters = self.table.layer_values(layer, rows, weights, count)
             x = interaction.convolve(x, layer_receivers, layer_senders, filters)
         return x
 
@@ -288,19 +299,15 @@ class TabulatedCGCNN(nn.Module):
         layer_edges: Optional[List[int]] = None,
     ) -> torch.Tensor:
         x = self.embedding(species)
-        rows: List[torch.Tensor] = []
-        weights: List[torch.Tensor] = []
-        envelope: List[torch.Tensor] = []
-        for chunk in lengths.split(self.edge_chunk):
-            chunk_rows, chunk_weights = self.table.locate(chunk)
-            rows.append(chunk_rows)
-            weights.append(chunk_weights)
-            envelope.append(self.envelope(chunk))
+        chunks = list(lengths.split(self.edge_chunk))
+        rows, weights = self.table.locate_chunks(chunks)
+        envelope = [self.envelope(chunk) for chunk in chunks]
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
         for layer, convolution in enumerate(self.convolutions):
-            radial = [self.table.filters(layer, rows[k], weights[k]) for k in range(len(rows))]
-            x = convolution(x, receivers, senders, radial, envelope, None if layer_edges is None else layer_edges[layer])
+            count = None if layer_edges is None else layer_edges[layer]
+            radial = self.table.layer_values(layer, rows, weights, count)
+            x = convolution(x, receivers, senders, radial, envelope, count)
         return x
 
 
