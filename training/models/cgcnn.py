@@ -90,7 +90,7 @@ class CGCNN(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        self.rbf, self.envelope, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
+        rbf, envelope_module, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
         if norm not in NORMS:
             raise ValueError(f"unknown norm '{norm}'; known: {', '.join(NORMS)} (no BatchNorm: it couples a batch)")
         if num_layers < 1:
@@ -99,6 +99,7 @@ class CGCNN(nn.Module):
         self.num_features = num_features
         self.edge_chunk = EDGE_CHUNK
         self.embedding = nn.Embedding(num_species, num_features)
+        self.rbf, self.envelope = rbf, envelope_module
         self.convolutions = nn.ModuleList([GatedConvolution(num_features, num_rbf, norm) for _ in range(num_layers)])
 
     def forward(

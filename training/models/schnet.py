@@ -159,11 +159,12 @@ class SchNet(nn.Module):
         envelope: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.rbf, self.envelope, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
+        rbf, envelope_module, num_rbf = radial_parts(radial_basis, num_rbf, rbf_width, envelope, cutoff_angstrom)
         self.num_layers = num_interactions
         self.num_features = num_features
         self.edge_chunk = EDGE_CHUNK
         self.embedding = nn.Embedding(num_species, num_features)
+        self.rbf, self.envelope = rbf, envelope_module  # after the embedding: the state dict's order as before
         self.interactions = nn.ModuleList(
             [Interaction(num_features, num_rbf) for _ in range(num_interactions)]
         )
