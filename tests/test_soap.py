@@ -222,6 +222,19 @@ def test_torchscript_equals_eager():
     torch.testing.assert_close(scripted, eager)
 
 
+def test_its_state_dict_is_the_one_checkpoints_before_the_diagonal_gather_hold():
+    """The index of the l = l' blocks is derived from l_max: not in the state dict, so a
+    SOAPNet checkpoint written before it loads as it is; a scripted copy still has it."""
+    soap = SOAP(2, 5.0, n_max=4, l_max=3)
+    assert not any("diagonal_index" in key for key in soap.state_dict())
+    SOAP(2, 5.0, n_max=4, l_max=3).load_state_dict(soap.state_dict())  # strict
+    atoms = random_agau(8)
+    kinds, edge_index, vectors = edges_of(atoms, ["Ag", "Au"], 5.0)
+    scripted = torch.jit.script(soap.double())
+    torch.testing.assert_close(scripted(kinds, edge_index, vectors, vectors.norm(dim=1)),
+                               soap(kinds, edge_index, vectors, vectors.norm(dim=1)))
+
+
 def test_float32_close_to_float64():
     atoms = random_si_cell(9)
     soap = SOAP(1, 5.0)
