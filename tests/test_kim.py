@@ -147,13 +147,15 @@ def test_ase_kim_equals_eipnn_calculator_for_si(si_model, atoms):
     assert_same_results(atoms, name, path)
 
 
+@pytest.fixture(scope="module")
+def cgcnn_model(kim_environment):
+    return "eipnn_test_Si_cgcnn", install_model(kim_environment, "eipnn_test_Si_cgcnn", ["Si"], kind="cgcnn")
+
+
 @pytest.mark.parametrize("repeat", [1, 2], ids=["primitive", "cubic-2x2x2"])
-def test_ase_kim_equals_eipnn_calculator_for_a_cgcnn(kim_environment, repeat):
+def test_ase_kim_equals_eipnn_calculator_for_a_cgcnn(cgcnn_model, repeat):
     """CGCNN's tabulated export (issue 18) through the driver, pruned layers included."""
-    name = "eipnn_test_Si_cgcnn"
-    path = kim_environment / f"{name}.pt"
-    if not path.exists():
-        install_model(kim_environment, name, ["Si"], kind="cgcnn")
+    name, path = cgcnn_model
     cell = bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=repeat > 1)
     assert_same_results(rattled(cell.repeat((repeat,) * 3), seed=7), name, path)
 

@@ -119,8 +119,9 @@ class CGCNN(nn.Module):
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
         for layer, convolution in enumerate(self.convolutions):
-            radial = [convolution.radial(chunk) for chunk in rbf]
-            x = convolution(x, receivers, senders, radial, envelope, None if layer_edges is None else layer_edges[layer])
+            count = None if layer_edges is None else layer_edges[layer]
+            layer_rbf = rbf if count is None else leading_rows(rbf, count)  # a pruned layer: its edges only
+            x = convolution(x, receivers, senders, [convolution.radial(chunk) for chunk in layer_rbf], envelope, count)
         return x
 
     def radial_terms(self, lengths: torch.Tensor) -> List[torch.Tensor]:

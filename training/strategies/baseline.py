@@ -16,6 +16,7 @@ from ..runs import RunFolder, write_history
 from ..train.ensemble import fit_ensemble, member_folder
 from ..train.loop import FitSettings, fit
 from ..train.losses import LOSSES
+from ..train.reference import set_reference
 from ..train.metrics import EnergyForceMetrics, energy_metrics, force_mae, predict
 from ..train.schedules import SCHEDULES
 from ..train.session import (DTYPES, fit_reference, model_spec, prepare_data, resolve_force_weight,
@@ -100,10 +101,12 @@ def run_baseline(
     t = config.train
     members = [seeded_potential(spec, config.seed + k) for k in range(t.committee)]
     train_rows = data.dft_rows("train", with_forces=forces)
-    for member in members:
-        if initialize is not None:
+    if initialize is not None:
+        for member in members:
             initialize(member)
-        reference, scale = fit_reference(member, data, train_rows)
+    reference, scale = fit_reference(members[0], data, train_rows)  # the same fit for every member
+    for member in members[1:]:
+        set_reference(member, reference, scale)
     train = data.loader(train_rows, t.batch_size, shuffle=True, seed=config.seed)
     val = data.loader(data.dft_rows("val", with_forces=forces), t.eval_batch_size)
     test = data.loader(data.dft_rows("test", with_forces=forces), t.eval_batch_size)
