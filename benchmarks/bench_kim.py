@@ -2,6 +2,7 @@
 EIPNNCalculator, on the same diamond-Si cell and model, both with the same number of threads.
 
     .venv/bin/python benchmarks/bench_kim.py --sizes 512 4096 --steps 20 --threads 2
+    .venv/bin/python benchmarks/bench_kim.py --compare-evaluated   # + padding as particles
     .venv/bin/python benchmarks/bench_kim.py --compare-all-edges   # + the driver without pruning
 
 The model is a random-init SchNet built here (no training needed for timing); its
@@ -9,6 +10,10 @@ receptive field (cutoff x interactions) sets how many padding particles LAMMPS s
 With --compare-all-edges the same model is also installed under a second name with its
 metadata marked model-file format 1, so the driver gives every layer every edge (no
 per-layer pruning, as before format 2): the gain of the pruning on the same machine.
+The driver folds LAMMPS's ghost atoms onto the atoms they image (periodic_images = fold, the
+default; eipnn_calc/kim/driver/periodic_images.hpp); with --compare-evaluated the same model
+is also installed with periodic_images = evaluate, which runs the model on the ghost atoms as
+particles of their own (what MPI domains get): the gain of folding.
 Everything is written under --workdir (default runs/bench_kim); the KIM collection used is
 private to that folder.
 """
@@ -145,16 +150,22 @@ def markdown(summary: dict) -> str:
              f"{summary['dtype']}, {summary['threads']} thread(s) in both paths; load average "
              f"{summary['load_before']:.1f} before, {summary['load_after']:.1f} after, {os.cpu_count()} CPUs.", "",
              "| atoms | LAMMPS ghosts | ASE ms/step (wall / CPU) | KIM ms/step (wall / CPU) "
-             "| KIM / ASE (wall) | KIM / ASE (CPU) | KIM, every layer all edges (wall / CPU) "
-             "| gain of per-layer edges (wall) | LAMMPS max RSS |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| KIM / ASE (wall) | KIM / ASE (CPU) | KIM, ghosts evaluated (wall / CPU) | gain of folding (wall) "
+             "| KIM, ghosts evaluated, every layer all edges (wall / CPU) "
+             "| gain of per-layer edges (wall) | LAMMPS max RSS (folded / evaluated) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def pair(r: dict, key: str) -> str:
+        return f"{r[key + '_wall_ms']:.1f} / {r[key + '_cpu_ms']:.1f}" if key + "_wall_ms" in r else "not run"
+
     for r in rows:
-        unpruned = (f"{r['kim_all_edges_wall_ms']:.1f} / {r['kim_all_edges_cpu_ms']:.1f}"
-                    if "kim_all_edges_wall_ms" in r else "not run")
-        gain = f"{r['pruning_gain_wall']:.2f}x" if "pruning_gain_wall" in r else ""
+        folding = f"{r['folding_gain_wall']:.2f}x" if "folding_gain_wall" in r else ""
+        pruning = f"{r['pruning_gain_wall']:.2f}x" if "pruning_gain_wall" in r else ""
+        memory = f"{r['kim_max_rss_mb']:,}" + (f" / {r['kim_evaluated_max_rss_mb']:,}" if "kim_evaluated_max_rss_mb" in r else "")
         lines.append(f"| {r['atoms']:,} | {int(r['lammps_ghosts']):,} | {r['ase_wall_ms']:.1f} / {r['ase_cpu_ms']:.1f} "
                      f"| {r['kim_wall_ms']:.1f} / {r['kim_cpu_ms']:.1f} | {r['kim_over_ase_wall']:.2f} "
-                     f"| {r['kim_over_ase_cpu']:.2f} | {unpruned} | {gain} | {r['kim_max_rss_mb']:,} MB |")
+                     f"| {r['kim_over_ase_cpu']:.2f} | {pair(r, 'kim_evaluated')} | {folding} "
+                     f"| {pair(r, 'kim_all_edges')} | {pruning} | {memory} MB |")
     return "\n".join(lines)
 
 
@@ -168,11 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cutoff", type=float, default=5.0, help="Å")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="of the exported model")
     parser.add_argument("--workdir", default=str(REPO / "runs" / "bench_kim"))
+    parser.add_argument("--compare-evaluated", action="store_true",
+                        help="also time the driver with periodic_images = evaluate (ghosts as particles)")
     parser.add_argument("--compare-all-edges", action="store_true",
-                        help="also time the driver with every layer over every edge (format 1)")
+                        help="also time the driver with ghosts evaluated and every layer over every edge (format 1)")
     parser.add_argument("--doc", default=str(REPO / "docs" / "kim_lammps.md"),
                         help="markdown file whose bench-kim-f<F>-i<I> section gets the table ('' = none)")
     args = parser.parse_args(argv)
+    args.compare_evaluated |= args.compare_all_edges  # per-layer edges are a gain of the evaluated path
     load_before = os.getloadavg()[0]
 
     workdir = Path(args.workdir).resolve()
@@ -185,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     model_name = f"eipnn_bench_f{args.features}_i{args.interactions}_{args.dtype}"
     model = make_model(workdir / f"{model_name}.pt", args.features, args.interactions, args.cutoff, args.dtype)
     install_portable_model(write_portable_model(model, model_name, workdir / "packages"), "user")
-    if args.compare_all_edges:
+    if args.compare_evaluated:
+        install_portable_model(write_portable_model(model, f"{model_name}_evaluated", workdir / "packages",
+                                                    periodic_images="evaluate"), "user")
+    if args.compare_all_edges:  # format 1: neither per-layer edges nor folding (format 3)
         unpruned = as_format_1(model, workdir / f"{model_name}_all_edges.pt")
         install_portable_model(
             write_portable_model(unpruned, f"{model_name}_all_edges", workdir / "packages"), "user")
@@ -201,12 +218,18 @@ def main(argv: list[str] | None = None) -> None:
                "ase_cpu_ms": round(1e3 * ase_cpu, 1), "kim_cpu_ms": round(1e3 * kim_cpu, 1),
                "kim_over_ase_wall": round(kim_wall / ase_wall, 2),
                "kim_over_ase_cpu": round(kim_cpu / ase_cpu, 2)}
+        if args.compare_evaluated:
+            evaluated = lammps_seconds_per_step(atoms, f"{model_name}_evaluated", args.steps, workdir, env)
+            row.update({"kim_evaluated_wall_ms": round(1e3 * evaluated["wall"], 1),
+                        "kim_evaluated_cpu_ms": round(1e3 * evaluated["cpu"], 1),
+                        "kim_evaluated_max_rss_mb": round(evaluated["max_rss_mb"]),
+                        "folding_gain_wall": round(evaluated["wall"] / kim_wall, 2)})
         if args.compare_all_edges:
             every = lammps_seconds_per_step(atoms, f"{model_name}_all_edges", args.steps, workdir, env)
             row.update({"kim_all_edges_wall_ms": round(1e3 * every["wall"], 1),
                         "kim_all_edges_cpu_ms": round(1e3 * every["cpu"], 1),
                         "kim_all_edges_max_rss_mb": round(every["max_rss_mb"]),
-                        "pruning_gain_wall": round(every["wall"] / kim_wall, 2)})
+                        "pruning_gain_wall": round(every["wall"] / evaluated["wall"], 2)})
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {"model": {"features": args.features, "interactions": args.interactions,

@@ -24,7 +24,9 @@ from .errors import ModelFileError, ModelFormatVersionError
 
 # 2: forward takes an optional sixth input, layer_edges (see training/models/potential.py);
 # readers of format 2 still read format 1 files, and do not pass it to them.
-FORMAT_VERSION = 2
+# 3: forward also returns edge_gradients, dE/dr_e per given edge (inputs as in format 2);
+# the KIM driver folds periodic padding particles only for files of format 3 on.
+FORMAT_VERSION = 3
 METADATA_NAME = "eipnn_metadata.json"
 # The dtypes a model file may declare and EIPNNCalculator / the KIM driver run a model in.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

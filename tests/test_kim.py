@@ -114,6 +114,17 @@ def evaluate(calculator, atoms: Atoms, properties: list[str]) -> dict[str, np.nd
     return {name: calculator.results[name] for name in properties}
 
 
+FOLDED = "the padding particles are periodic images of the contributing ones"
+PADDED = "the model runs on the padding particles too"
+
+
+def driver_modes(log: Path) -> list[str]:
+    """The driver's mode messages in a kim.log, in order: each driver instance logs the
+    mode of its first call and every change (kim_driver.cpp, BuildGraph)."""
+    text = log.read_text() if log.exists() else ""
+    return re.findall(r"eipnn KIM driver: ((?:the|no) [^\n]*)", text)
+
+
 def assert_same_results(atoms: Atoms, model_name: str, model_path: Path) -> None:
     reference = atoms.copy()
     reference.calc = EIPNNCalculator(model_path)
@@ -130,6 +141,9 @@ def assert_same_results(atoms: Atoms, model_name: str, model_path: Path) -> None
     np.testing.assert_allclose(
         through_kim.get_stress(), stress, rtol=0, atol=RELATIVE_TOLERANCE * np.abs(stress).max()
     )
+    # ASE's padding is periodic images: the driver folded them (and ASE's stress, which it
+    # takes from the padding forces, agreed above).
+    assert driver_modes(Path("kim.log"))[-1].startswith(FOLDED)
 
 
 @pytest.mark.parametrize(
@@ -208,6 +222,55 @@ def test_ase_kim_on_an_open_cluster(si_model):
     kim = evaluate(KIM(name), atoms, ["energy", "forces"])
     assert kim["energy"] == pytest.approx(reference["energy"], rel=RELATIVE_TOLERANCE)
     np.testing.assert_allclose(kim["forces"], reference["forces"], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def si_model_evaluated(kim_environment):
+    """si_model's network (same seed) in a package with periodic_images = evaluate."""
+    name = "eipnn_test_Si_evaluated"
+    return name, install_model(kim_environment, name, ["Si"], "--periodic-images", "evaluate")
+
+
+def test_periodic_images_evaluated_as_particles_give_the_folded_results(si_model, si_model_evaluated):
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM).repeat((2, 2, 1)), seed=11, strain=0.02)
+    folded = evaluate(KIM(si_model[0]), atoms, ["energy", "forces", "stress"])
+    assert driver_modes(Path("kim.log"))[-1].startswith(FOLDED)
+    padded = evaluate(KIM(si_model_evaluated[0]), atoms, ["energy", "forces", "stress"])
+    assert driver_modes(Path("kim.log"))[-1] == PADDED + " (periodic_images = evaluate in the parameter file)"
+    assert folded["energy"] == pytest.approx(padded["energy"], rel=1e-12)
+    np.testing.assert_allclose(folded["forces"], padded["forces"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(folded["stress"], padded["stress"], rtol=0, atol=1e-10)
+
+
+def test_padding_that_is_not_periodic_is_evaluated_as_given(si_model, si_model_evaluated, monkeypatch):
+    """A padding particle missing between r_c and the influence distance (as a vacancy in
+    another MPI domain's atoms would be): every padding particle present is still an exact
+    image, but the folded graph would see an atom there. The driver must notice and run on
+    the padding as given, which changes the energy."""
+    from ase.calculators.kim.neighborlist import KimpyNeighborList
+
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True), seed=12, strain=0)
+    complete = evaluate(KIM(si_model[0]), atoms, ["energy", "forces"])
+    cutoff, influence = 5.0, 10.0  # make_model_file: 2 layers of 5 Å
+    create = KimpyNeighborList.create_paddings
+
+    def with_a_padding_particle_missing(self, cell, pbc, coords, species):
+        padding, padding_species, image_of = create(self, cell, pbc, coords, species)
+        nearest = np.linalg.norm(padding[:, None, :] - np.asarray(coords)[None], axis=2).min(axis=1)
+        gone = int(np.flatnonzero((nearest > cutoff + 0.5) & (nearest < influence - 3.0))[0])
+        keep = np.arange(len(padding)) != gone
+        return padding[keep], padding_species[keep], image_of[keep]
+
+    monkeypatch.setattr(KimpyNeighborList, "create_paddings", with_a_padding_particle_missing)
+    incomplete = evaluate(KIM(si_model[0]), atoms, ["energy", "forces"])
+    modes = driver_modes(Path("kim.log"))
+    assert modes[-1].startswith(PADDED + " (padding particle ") and "does not have the neighbours" in modes[-1]
+    as_given = evaluate(KIM(si_model_evaluated[0]), atoms, ["energy", "forces"])
+    assert incomplete["energy"] == pytest.approx(as_given["energy"], rel=1e-12)
+    np.testing.assert_allclose(incomplete["forces"], as_given["forces"], rtol=0, atol=1e-10)
+    # The missing atom is two edges from the cell, so it changes the energy a little (1e-5 eV
+    # here), but far beyond the 1e-12 relative to which folding and evaluating agree.
+    assert abs(incomplete["energy"] - complete["energy"]) > 1e-7
 
 
 def test_kim_virial_and_particle_energies_through_kimpy(si_model):
@@ -398,6 +461,40 @@ def test_lammps_static_energies_forces_and_pressure(si_model, tmp_path):
     assert_static_thermo_matches(result.stdout, reference)
 
 
+LAMMPS_NPT = """\
+change_box all triclinic
+velocity all create 600 4928459 dist gaussian
+timestep 0.001
+thermo_style custom step pe press vol
+thermo_modify format float %.10e
+thermo 5
+fix integrate all npt temp 600 600 0.05 tri 0 0 0.2
+run 40
+"""
+
+
+@pytest.mark.skipif(LAMMPS is None, reason="LAMMPS (lmp) not installed")
+def test_lammps_npt_with_folded_images_follows_the_evaluated_padding(si_model, si_model_evaluated, tmp_path):
+    """NPT moves and shears the box every step, and LAMMPS re-neighbours on the way: the
+    folded driver follows the run with the padding evaluated as particles, to round-off."""
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=True).repeat((2, 2, 2)), seed=13, strain=0)
+    tables = {}
+    for name, _ in (si_model, si_model_evaluated):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        result = run_lammps(workdir, name, atoms, LAMMPS_NPT)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        rows = re.findall(r"^\s*(\d+)((?:\s+-?\d\.\d+e[+-]\d+){3})\s*$", result.stdout, re.M)
+        tables[name] = np.array([[float(step), *map(float, rest.split())] for step, rest in rows])
+        assert [int(step) for step in tables[name][:, 0]] == list(range(0, 41, 5))
+        tables[name + " modes"] = driver_modes(workdir / "kim.log")
+    folded, padded = tables[si_model[0]], tables[si_model_evaluated[0]]
+    assert tables[si_model[0] + " modes"] == [FOLDED + ": the model runs on the contributing particles with image shifts"]
+    assert tables[si_model_evaluated[0] + " modes"][0].startswith(PADDED)
+    assert np.ptp(folded[:, 3]) > 1e-3 * folded[0, 3]  # the box did change
+    np.testing.assert_allclose(folded[:, 1:], padded[:, 1:], rtol=1e-7)
+
+
 @pytest.mark.skipif(LAMMPS is None or MPIRUN is None, reason="LAMMPS or mpirun not installed")
 def test_lammps_domain_decomposition_gives_the_same_energy_and_pressure(si_model, tmp_path):
     """Two MPI ranks: each rank's 10.9 Å domain is thinner than its 10 Å + skin ghost shell,
@@ -408,5 +505,7 @@ def test_lammps_domain_decomposition_gives_the_same_energy_and_pressure(si_model
     result = run_lammps(tmp_path, name, atoms, LAMMPS_STATIC, launcher=(MPIRUN, "-np", "2"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert re.search(r"Loop time of .* on 2 procs", result.stdout)
+    # Each rank's padding holds the other rank's atoms, which image none of its own.
+    assert all(mode.startswith(PADDED) for mode in driver_modes(tmp_path / "kim.log"))
     reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "stress"])
     assert_static_thermo_matches(result.stdout, reference)

@@ -40,16 +40,23 @@ def test_folder_holds_cmake_parameter_and_model_file(model_file, tmp_path):
     assert f'DRIVER_NAME "{DRIVER_NAME}"' in cmake
     assert re.search(r'PARAMETER_FILES "SiC_test.params" "SiC_test.pt"', cmake)
     assert "project(SiC_test)" in cmake
-    assert parameters(folder, "SiC_test") == {"model_file": "SiC_test.pt", "device": "cpu"}
+    assert parameters(folder, "SiC_test") == {"model_file": "SiC_test.pt", "device": "cpu", "periodic_images": "fold"}
     # The comment states the receptive field read from the metadata: 4.5 Å x 3 layers.
     assert "influence distance 13.5 A" in (folder / "SiC_test.params").read_text()
 
 
 def test_reference_mode_points_at_the_model_file(model_file, tmp_path):
-    folder = write_portable_model(model_file, "SiC_ref", tmp_path, embed=False, device="cuda:1")
+    folder = write_portable_model(model_file, "SiC_ref", tmp_path, embed=False, device="cuda:1",
+                                  periodic_images="evaluate")
     assert not (folder / "SiC_ref.pt").exists()
-    assert parameters(folder, "SiC_ref") == {"model_file": str(model_file.resolve()), "device": "cuda:1"}
+    assert parameters(folder, "SiC_ref") == {"model_file": str(model_file.resolve()), "device": "cuda:1",
+                                             "periodic_images": "evaluate"}
     assert 'PARAMETER_FILES "SiC_ref.params"\n' in (folder / "CMakeLists.txt").read_text()
+
+
+def test_an_unknown_periodic_images_mode_is_refused(model_file, tmp_path):
+    with pytest.raises(KIMExportError, match="periodic_images must be one of fold, evaluate, not 'skip'"):
+        write_portable_model(model_file, "SiC_bad", tmp_path, periodic_images="skip")
 
 
 @pytest.mark.parametrize("name", ["1Si", "Si-schnet", "Si schnet", ""])

@@ -15,7 +15,7 @@ import torch
 
 from eipnn_calc import EIPNNCalculator, ModelFileError, ModelFormatVersionError
 from eipnn_calc import load_model, read_metadata
-from eipnn_calc.model_file import METADATA_NAME, ModelMetadata, save_model
+from eipnn_calc.model_file import FORMAT_VERSION, METADATA_NAME, ModelMetadata, save_model
 
 # ---------------------------------------------------------------- edited copies of a model
 
@@ -186,12 +186,12 @@ def test_a_format_version_that_is_not_a_positive_integer_is_refused(random_si_mo
 
 def test_newer_format_version(random_si_model, tmp_path):
     target = with_field(random_si_model, tmp_path / "future.pt", "format_version", 99)
-    stated = r"format version 99, newer than this eipnn reads \(2\); upgrade eipnn"
+    stated = rf"format version 99, newer than this eipnn reads \({FORMAT_VERSION}\); upgrade eipnn"
     assert_refused(target, stated, ModelFormatVersionError)
 
 
 def test_a_newer_format_is_reported_before_what_it_lacks(random_si_model, tmp_path):
-    target = rewrite_metadata(random_si_model, tmp_path / "future.pt", lambda _: {"format_version": 3})
+    target = rewrite_metadata(random_si_model, tmp_path / "future.pt", lambda _: {"format_version": FORMAT_VERSION + 1})
     assert_refused(target, "newer than this eipnn reads", ModelFormatVersionError, read_metadata)
 
 
@@ -306,11 +306,11 @@ class TensorReturn(torch.nn.Module):
         return positions.sum()
 
 
-def save_module(module: torch.nn.Module, path: Path, format_version: int = 2) -> Path:
+def save_module(module: torch.nn.Module, path: Path, format_version: int = FORMAT_VERSION) -> Path:
     """``module`` scripted into a model file with valid Si metadata of ``format_version``."""
     metadata = ModelMetadata(["Si"], cutoff_angstrom=5.0, num_layers=1, dtype="float64", model={})
     save_model(torch.jit.script(module), path, metadata)
-    if format_version == 2:
+    if format_version == FORMAT_VERSION:
         return path
     target = path.with_name(f"format{format_version}_{path.name}")
     return with_field(path, target, "format_version", format_version)
@@ -340,7 +340,7 @@ WRONG_FORWARDS = [
 def test_a_network_without_the_contract_forward_is_refused(tmp_path, module, problem):
     target = save_module(module(), tmp_path / "m.pt")
     read_metadata(target)  # the metadata is fine
-    message = assert_refused(target, re.escape(f"does not have the forward of model format 2: {problem}"))
+    message = assert_refused(target, re.escape(f"does not have the forward of model format {FORMAT_VERSION}: {problem}"))
     assert f"Expected {FORMAT_2_SIGNATURE}, found " in message
 
 
@@ -357,5 +357,5 @@ def test_a_format_1_network_takes_the_five_inputs(tmp_path):
 
 
 def test_the_calculator_refuses_a_network_without_the_contract_forward(tmp_path):
-    with pytest.raises(ModelFileError, match="forward of model format 2"):
+    with pytest.raises(ModelFileError, match=f"forward of model format {FORMAT_VERSION}"):
         EIPNNCalculator(save_module(TensorReturn(), tmp_path / "m.pt"))

@@ -7,7 +7,7 @@ import sys
 
 from ..cli_errors import run_console
 from .driver_build import DRIVER_NAME, install_driver
-from .portable_model import install_portable_model, write_portable_model
+from .portable_model import PERIODIC_IMAGES, install_portable_model, write_portable_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(it must then stay there)",
     )
     parser.add_argument("--device", default="cpu", help="torch device the driver runs on")
+    parser.add_argument(
+        "--periodic-images",
+        choices=PERIODIC_IMAGES,
+        default="fold",
+        help="fold (default): padding particles that are periodic images of the simulator's "
+        "atoms become edges to those atoms; evaluate: the model runs on them as particles of "
+        "their own (docs/kim_lammps.md)",
+    )
     return parser
 
 
 def _command(args: argparse.Namespace) -> int:
     folder = write_portable_model(
-        args.model, args.name, args.output_dir, embed=not args.reference, device=args.device
+        args.model, args.name, args.output_dir, embed=not args.reference, device=args.device,
+        periodic_images=args.periodic_images,
     )
     print(f"wrote KIM portable model folder {folder}")
     if args.install:

@@ -35,11 +35,15 @@ add_kim_api_model_library(
 )
 """
 
+PERIODIC_IMAGES = ("fold", "evaluate")  # the driver's parameter of that name
 PARAMETER_TEMPLATE = """\
 # eipnn KIM driver parameters for '{name}'
 # species: {species}; cutoff {cutoff} A x {layers} layers = influence distance {influence} A
 model_file = {model_file}
 device = {device}
+# fold: padding particles that are periodic images run as edges to their owners;
+# evaluate: as particles of their own (slower; what MPI domains always get)
+periodic_images = {periodic_images}
 """
 
 
@@ -57,6 +61,7 @@ def write_portable_model(
     output_dir: str | os.PathLike = ".",
     embed: bool = True,
     device: str = "cpu",
+    periodic_images: str = "fold",
 ) -> Path:
     """Write the portable-model folder ``output_dir/name`` and return its path.
 
@@ -65,6 +70,8 @@ def write_portable_model(
     absolute path, which must then stay where it is.
     """
     check_name(name)
+    if periodic_images not in PERIODIC_IMAGES:
+        raise KIMExportError(f"periodic_images must be one of {', '.join(PERIODIC_IMAGES)}, not '{periodic_images}'")
     try:
         model_path = resolve_model(model_path).resolve()
         metadata = read_metadata(model_path)
@@ -80,7 +87,7 @@ def write_portable_model(
         files.append(model_file)
     else:
         model_file = str(model_path)
-    (folder / parameter_file).write_text(_parameters(name, metadata, model_file, device))
+    (folder / parameter_file).write_text(_parameters(name, metadata, model_file, device, periodic_images))
     quoted = " ".join(f'"{f}"' for f in files)
     (folder / "CMakeLists.txt").write_text(
         CMAKE_TEMPLATE.format(name=name, driver=DRIVER_NAME, parameter_files=quoted)
@@ -88,7 +95,7 @@ def write_portable_model(
     return folder
 
 
-def _parameters(name: str, metadata: ModelMetadata, model_file: str, device: str) -> str:
+def _parameters(name: str, metadata: ModelMetadata, model_file: str, device: str, periodic_images: str) -> str:
     return PARAMETER_TEMPLATE.format(
         name=name,
         species=" ".join(metadata.species),
@@ -97,6 +104,7 @@ def _parameters(name: str, metadata: ModelMetadata, model_file: str, device: str
         influence=metadata.cutoff_angstrom * metadata.num_layers,
         model_file=model_file,
         device=device,
+        periodic_images=periodic_images,
     )
 
 

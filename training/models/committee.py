@@ -43,7 +43,7 @@ class Committee(nn.Module):
             # Each member differentiates its own energy: a fresh leaf per member.
             outputs.append(member(positions.detach(), species, edge_index, edge_shift, node_mask, layer_edges))
         result: Dict[str, torch.Tensor] = {}
-        for key in ("energy", "energies", "forces", "virial"):
+        for key in ("energy", "energies", "forces", "virial", "edge_gradients"):
             result[key] = torch.stack([out[key] for out in outputs]).mean(0)
         energies = torch.stack([out["energy"] for out in outputs])
         forces = torch.stack([out["forces"] for out in outputs])

@@ -13,8 +13,9 @@ def forces_and_virial(
     positions: torch.Tensor,
     edge_vectors: torch.Tensor,
     create_graph: bool = False,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Forces -dE/dx [N, 3] and virial W = -sum_e r_e (x) dE/dr_e [3, 3] in eV.
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forces -dE/dx [N, 3], virial W = -sum_e r_e (x) dE/dr_e [3, 3] in eV, and the edge
+    gradients dE/dr_e [E, 3].
 
     ``edge_vectors`` must be the tensor the energy was computed from (r_j + shift - r_i),
     so dE/dr_e holds every dependence on the geometry; stress = -W / volume.
@@ -34,7 +35,7 @@ def forces_and_virial(
     forces = -grad_positions
     virial = -(edge_vectors.transpose(0, 1) @ grad_edges)
     virial = 0.5 * (virial + virial.transpose(0, 1))
-    return forces, virial
+    return forces, virial, grad_edges
 
 
 def predicted_forces(energies: torch.Tensor, positions: torch.Tensor, create_graph: bool = True,

@@ -4,7 +4,8 @@
 
     forward(positions[N,3], species[N], edge_index[2,E], edge_shift[E,3], node_mask[N],
             layer_edges[L] = None)
-      -> {"energy": [], "energies": [N], "forces": [N,3], "virial": [3,3]}
+      -> {"energy": [], "energies": [N], "forces": [N,3], "virial": [3,3],
+          "edge_gradients": [E,3]}
 
 Edges are directed, i = edge_index[0] receives from j = edge_index[1], and the edge vector
 is r_j + shift - r_i. Edges longer than the cutoff (a Verlet skin) are dropped here, so a
@@ -16,6 +17,12 @@ The last layer only needs the edges into contributing atoms, the one before it a
 into their neighbours, and so on; with the edges ordered by how far their receiver is from
 a contributing atom, each layer's edges are a prefix, and later layers skip the outer
 padding shells. None: every layer uses every edge.
+
+``edge_gradients`` (format 3) is dE/dr_e for each given edge (zero for edges beyond the
+cutoff). The energy depends on positions only through the edge vectors, so these are all of
+its geometry: the KIM driver, which folds periodic padding atoms onto their owners, uses them
+to give each padding atom the forces of its own edges (see
+eipnn_calc/kim/driver/periodic_images.hpp).
 """
 from __future__ import annotations
 
@@ -133,10 +140,13 @@ class Potential(nn.Module):
         )[:, 0]
         energies = energies * node_mask.to(energies.dtype)
         energy = energies.sum()
-        forces, virial = forces_and_virial(energy, positions, vectors)
+        forces, virial, edge_gradients = forces_and_virial(energy, positions, vectors)
+        if kept is not None:  # back onto the edges as given
+            edge_gradients = torch.zeros_like(edge_shift).index_copy(0, kept, edge_gradients)
         return {
             "energy": energy.detach(),
             "energies": energies.detach(),
             "forces": forces.detach(),
             "virial": virial.detach(),
+            "edge_gradients": edge_gradients.detach(),
         }

@@ -4,7 +4,9 @@
 // cutoff and number of layers from the model's metadata, asks the simulator for a full
 // neighbour list with the model's cutoff (including lists of padding particles, which the
 // receptive field needs) and an influence distance of cutoff * layers, and evaluates the
-// model's scripted entry point on the receptive field of the contributing particles.
+// model's scripted entry point on the receptive field of the contributing particles, or,
+// when the padding particles are periodic images of the contributing ones, on the
+// contributing particles alone with image shifts (periodic_images.hpp).
 #include <algorithm>
 #include <iostream>
 #include <memory>
@@ -12,6 +14,7 @@
 
 #include "KIM_ModelDriverHeaders.hpp"
 #include "parameter_file.hpp"
+#include "periodic_images.hpp"
 #include "python_gil.hpp"
 #include "receptive_field.hpp"
 #include "torch_model.hpp"
@@ -26,6 +29,10 @@ struct DriverBuffer {
   int will_not_request_noncontributing = 0;
   eipnn::ModelGraph graph;  // reused between calls to keep its allocations
   eipnn::ModelResults results;
+  bool fold_periodic_images = true;
+  eipnn::PeriodicImages images;
+  bool images_found = false;  // `images` held on the last call
+  enum class Mode { kUnset, kNoPadding, kFolded, kPadded } mode = Mode::kUnset;  // of the last call, logged on change
 };
 
 // Errors go to the KIM log (kim.log) and to stderr, where LAMMPS and ASE users see them.
@@ -124,6 +131,24 @@ int CheckSpecies(KIM::ModelComputeArguments const * args,
   return false;
 }
 
+// Forces of a folded graph, edge by edge: -dE/dr_e on the particle the edge comes from (an
+// image or a contributing particle), +dE/dr_e on its receiver. They sum, over a particle and
+// its images, to the model's force on it, and give sum_p x_p (x) f_p = the virial, which is
+// what simulators do with padding forces (LAMMPS adds them onto their owners; ASE's KIM
+// calculator also takes its stress from them).
+void WriteEdgeForces(eipnn::ModelGraph const & graph, eipnn::ModelResults const & results,
+                     double * forces) {
+  double const * gradient = results.edge_gradients_eV_per_angstrom.data();
+  for (std::size_t e = 0; e < graph.receivers.size(); ++e) {
+    int const receiver = graph.particle[graph.receivers[e]];
+    int const source = graph.edge_source[e];
+    for (int k = 0; k < 3; ++k) {
+      forces[3 * receiver + k] += gradient[3 * e + k];
+      forces[3 * source + k] -= gradient[3 * e + k];
+    }
+  }
+}
+
 // Write the model's results where the simulator asked for them (padding entries included:
 // the simulator folds padding forces back onto the particles they image).
 void WriteOutputs(eipnn::ModelGraph const & graph, eipnn::ModelResults const & results,
@@ -131,11 +156,13 @@ void WriteOutputs(eipnn::ModelGraph const & graph, eipnn::ModelResults const & r
   if (out.energy) *out.energy = results.energy_eV;
   if (out.forces) std::fill(out.forces, out.forces + 3 * count, 0.0);
   if (out.particle_energy) std::fill(out.particle_energy, out.particle_energy + count, 0.0);
+  bool const folded = graph.folded;
+  if (out.forces && folded) WriteEdgeForces(graph, results, out.forces);
   for (std::size_t node = 0; node < graph.NumNodes(); ++node) {
     int const p = graph.particle[node];
     if (out.particle_energy && graph.contributing[node])
       out.particle_energy[p] = results.energies_eV[node];
-    if (out.forces)
+    if (out.forces && !folded)
       for (int k = 0; k < 3; ++k) out.forces[3 * p + k] = results.forces_eV_per_angstrom[3 * node + k];
   }
   if (out.virial) {
@@ -145,6 +172,63 @@ void WriteOutputs(eipnn::ModelGraph const & graph, eipnn::ModelResults const & r
     double const kim[6] = {-w[0], -w[4], -w[8], -w[5], -w[2], -w[1]};
     std::copy(kim, kim + 6, out.virial);
   }
+}
+
+bool HasPadding(eipnn::ParticleArrays const & particles) {
+  for (int p = 0; p < particles.count; ++p)
+    if (!particles.contributing[p]) return true;
+  return false;
+}
+
+// The graph the model runs on: folded onto the contributing particles when the padding
+// particles are their periodic images (checked as periodic_images.hpp says), otherwise the
+// receptive field of the padded particles. A change of mode goes to the KIM log. Returns
+// true on failure, as KIM routines do.
+int BuildGraph(KIM::ModelComputeArguments const * args, eipnn::ParticleArrays const & particles,
+               eipnn::NeighborSource const & neighbors_of, DriverBuffer * buffer,
+               std::string * error) {
+  using Mode = DriverBuffer::Mode;
+  int const layers = buffer->model->metadata().num_layers;
+  double const cutoff = buffer->cutoff_angstrom;
+  bool built_padded = false;
+  bool found = false;
+  std::string why_padded = "periodic_images = evaluate in the parameter file";
+  bool const padding = HasPadding(particles);
+  int const format = buffer->model->metadata().format_version;
+  if (buffer->fold_periodic_images && format < eipnn::kEdgeGradientsFormatVersion)
+    why_padded = "the model file is format " + std::to_string(format)
+                 + ", which returns no edge gradients; re-export it with eipnn-export to fold "
+                   "periodic images";
+  if (buffer->fold_periodic_images && padding && format >= eipnn::kEdgeGradientsFormatVersion) {
+    found = buffer->images_found && eipnn::StillPeriodicImages(particles, &buffer->images);
+    if (!found && eipnn::FindPeriodicImages(particles, &buffer->images, &why_padded)) {
+      if (!eipnn::BuildModelGraph(particles, cutoff, layers, neighbors_of, &buffer->graph, error))
+        return true;
+      built_padded = true;
+      found = eipnn::ReceptiveFieldRepeats(buffer->graph, buffer->images, &why_padded);
+    }
+  }
+  buffer->images_found = found;
+  Mode const mode = !padding ? Mode::kNoPadding : found ? Mode::kFolded : Mode::kPadded;
+  if (mode != buffer->mode) {
+    std::string const message =
+        mode == Mode::kNoPadding ? "no padding particles: the model runs on the contributing ones"
+        : mode == Mode::kFolded
+            ? "the padding particles are periodic images of the contributing ones: the model "
+              "runs on the contributing particles with image shifts"
+            : "the model runs on the padding particles too (" + why_padded + ")";
+    args->LogEntry(KIM::LOG_VERBOSITY::information, "eipnn KIM driver: " + message, __LINE__,
+                   __FILE__);
+    buffer->mode = mode;
+  }
+  bool const built =
+      mode == Mode::kFolded
+          ? eipnn::BuildFoldedGraph(particles, cutoff, layers, neighbors_of, buffer->images,
+                                    &buffer->graph, error)
+          : built_padded
+                || eipnn::BuildModelGraph(particles, cutoff, layers, neighbors_of, &buffer->graph,
+                                          error);
+  return !built;
 }
 
 int Compute(KIM::ModelCompute const * const compute,
@@ -161,9 +245,7 @@ int Compute(KIM::ModelCompute const * const compute,
     return !args->GetNeighborList(0, particle, count, neighbors);
   };
   std::string error;
-  if (!eipnn::BuildModelGraph(particles, buffer->cutoff_angstrom, metadata.num_layers,
-                              neighbors_of, &buffer->graph, &error))
-    return Error(args, error);
+  if (BuildGraph(args, particles, neighbors_of, buffer, &error)) return Error(args, error);
   if (buffer->graph.NumNodes() == 0) {  // nothing contributes: zero energy, zero forces
     buffer->results = eipnn::ModelResults();
   } else {
@@ -199,6 +281,7 @@ extern "C" int eipnn_driver_create(KIM::ModelDriverCreate * const create,
   if (!eipnn::ReadParameterFile(parameter_path, directory, &parameters, &error))
     return Error(create, error);
   auto buffer = std::make_unique<DriverBuffer>();
+  buffer->fold_periodic_images = parameters.fold_periodic_images;
   buffer->model = eipnn::TorchModel::Load(parameters.model_file, parameters.device, &error);
   if (!buffer->model) return Error(create, error);
 

@@ -8,9 +8,11 @@
 namespace eipnn {
 
 // Highest model-file format version this driver reads (eipnn_calc/model_file.py).
-constexpr int kFormatVersion = 2;
+constexpr int kFormatVersion = 3;
 // From this format on, forward takes layer_edges (edges each layer needs) as a sixth input.
 constexpr int kLayerEdgesFormatVersion = 2;
+// From this format on, forward returns edge_gradients (dE/dr_e), which folding needs.
+constexpr int kEdgeGradientsFormatVersion = 3;
 constexpr char kMetadataName[] = "eipnn_metadata.json";
 
 struct ModelMetadata {

@@ -38,9 +38,16 @@ bool ReadParameterFile(std::string const & path, std::string const & directory,
       out->model_file = value;
     } else if (key == "device") {
       out->device = value;
+    } else if (key == "periodic_images") {
+      if (value != "fold" && value != "evaluate") {
+        *error = "periodic_images in the parameter file '" + path + "' is '" + value
+                 + "'; it must be fold or evaluate";
+        return false;
+      }
+      out->fold_periodic_images = value == "fold";
     } else {
       *error = "unknown key '" + key + "' in the parameter file '" + path
-               + "' (known: model_file, device)";
+               + "' (known: model_file, device, periodic_images)";
       return false;
     }
   }

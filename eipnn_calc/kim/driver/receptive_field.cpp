@@ -38,6 +38,10 @@ bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, i
   graph->particle.clear();
   graph->positions.clear();
   graph->contributing.clear();
+  graph->shifts.clear();
+  graph->edge_source.clear();
+  graph->folded = false;
+  graph->receiving_nodes = 0;
   double const cutoff_squared = cutoff_angstrom * cutoff_angstrom;
   std::vector<int> node_of(particles.count, -1);
   std::vector<int> frontier;
@@ -51,6 +55,9 @@ bool BuildModelGraph(ParticleArrays const & particles, double cutoff_angstrom, i
   std::vector<std::int64_t> edges_within;
   // Layer by layer: particles in `frontier` are `depth` edges away and need their edges.
   for (int depth = 0; depth < num_layers && !frontier.empty(); ++depth) {
+    // Every node so far is at most `depth` edges away: it gets its edges in this pass or got
+    // them before. (A walk that runs out of particles adds no nodes in its last pass.)
+    graph->receiving_nodes = static_cast<std::int64_t>(graph->NumNodes());
     std::vector<int> next;
     for (int const p : frontier) {
       int count = 0;

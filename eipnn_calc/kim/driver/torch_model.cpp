@@ -101,9 +101,14 @@ bool TorchModel::Evaluate(ModelGraph const & graph, ModelResults * results,
     torch::Tensor node_mask =
         torch::from_blob(const_cast<std::uint8_t *>(graph.contributing.data()), {n}, torch::kUInt8)
             .to(m.device, torch::kBool);
+    torch::Tensor shifts =
+        graph.shifts.empty()
+            ? torch::zeros({num_edges, 3}, floats)
+            : torch::from_blob(const_cast<double *>(graph.shifts.data()), {num_edges, 3},
+                               torch::kFloat64)
+                  .to(floats, /*non_blocking=*/false, /*copy=*/true);
     std::vector<torch::jit::IValue> inputs{positions, Int64Tensor(graph.species, m.device),
-                                           edge_index, torch::zeros({num_edges, 3}, floats),
-                                           node_mask};
+                                           edge_index, shifts, node_mask};
     if (m.metadata.format_version >= kLayerEdgesFormatVersion)
       inputs.emplace_back(Int64Tensor(graph.layer_edges, m.device));
     c10::Dict<c10::IValue, c10::IValue> out = m.module.forward(inputs).toGenericDict();
@@ -114,6 +119,11 @@ bool TorchModel::Evaluate(ModelGraph const & graph, ModelResults * results,
     CopyOut(out.at("energies").toTensor(), results->energies_eV.data());
     CopyOut(out.at("forces").toTensor(), results->forces_eV_per_angstrom.data());
     CopyOut(out.at("virial").toTensor(), results->virial_eV.data());
+    results->edge_gradients_eV_per_angstrom.clear();
+    if (m.metadata.format_version >= kEdgeGradientsFormatVersion) {
+      results->edge_gradients_eV_per_angstrom.resize(3 * num_edges);
+      CopyOut(out.at("edge_gradients").toTensor(), results->edge_gradients_eV_per_angstrom.data());
+    }
   } catch (std::exception const & err) {
     *error = std::string("the model's forward failed: ") + err.what();
     return false;
