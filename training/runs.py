@@ -22,6 +22,7 @@ from typing import Any
 from eipnn_calc.errors import EIPNNError
 
 from .config import RunConfig, save_config
+from .distributed import barrier, world
 
 
 def write_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -51,7 +52,19 @@ class RunFolder:
     test_predictions = property(lambda self: self.path / "test_predictions.csv")
 
     def create(self, config: RunConfig, resume: bool = False, overwrite: bool = False) -> None:
-        """Make the folder and write the config; refuse to clobber a run by accident."""
+        """Make the folder and write the config; refuse to clobber a run by accident.
+        Under torchrun rank 0 does it (the others check and wait for it): the run folder is
+        rank 0's to write, and must be on a file system every rank sees."""
+        self._check(resume, overwrite)
+        barrier()  # every rank has looked before rank 0 changes anything
+        if world().main:
+            if not resume and self.path.exists():
+                shutil.rmtree(self.path)
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.config)
+        barrier()
+
+    def _check(self, resume: bool, overwrite: bool) -> None:
         # Any checkpoint counts (strategies with stages keep theirs in sub-folders).
         started = any(self.checkpoints.rglob("*.pt")) if self.checkpoints.exists() else False
         if resume and not started:
@@ -66,14 +79,14 @@ class RunFolder:
                     f"run folder '{self.path}' already exists: pass --resume to continue it, "
                     "--overwrite to start it again, or set name=... for a new run"
                 )
-            shutil.rmtree(self.path)
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        save_config(config, self.config)
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        write_history(history, self.metrics)
+        if world().main:
+            write_history(history, self.metrics)
 
     def write_predictions(self, indices, num_atoms, target_ev, predicted_ev) -> None:
+        if not world().main:
+            return
         with open(self.test_predictions, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["index", "num_atoms", "dft_ev", "predicted_ev"])
@@ -81,4 +94,5 @@ class RunFolder:
                 writer.writerow([int(row[0]), int(row[1]), repr(float(row[2])), repr(float(row[3]))])
 
     def write_results(self, results: dict[str, Any]) -> None:
-        self.results.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        if world().main:
+            self.results.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -3,6 +3,7 @@
     eipnn-train examples/si_pbe_schnet_tiny.yaml
     eipnn-train examples/si_pbe_schnet_baseline.yaml data.split_seed=2 name=schnet-seed2
     eipnn-train examples/si_pbe_schnet_baseline.yaml --resume      # after a kill
+    torchrun --nproc-per-node 2 -m eipnn_training.cli.train CONFIG.yaml   # DDP, 2 ranks
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 
 from eipnn_calc.cli_errors import run_console
 
+from .. import distributed
 from ..config import RunConfig, load_config
 from ..runs import RunFolder
 from ..strategies.baseline import run_baseline
@@ -30,6 +32,8 @@ STRATEGIES: dict[str, Strategy] = {"baseline": run_baseline, "la": run_label_aug
 
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **hooks: Any) -> dict[str, Any]:
     """Library entry point of the command (tests call it directly)."""
+    # Under torchrun: join the other ranks (gloo on the CPU, NCCL on CUDA, one GPU per rank).
+    _, config.device = distributed.start(config.device)
     check_choices(config, STRATEGIES)
     # Subnormal floats (|x| < 1.2e-38 in float32) cost x86 ~30x per operation: flushed to
     # zero they change nothing a loss can see, and SchNet's force step is 20 % faster beyond
@@ -39,7 +43,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **ho
     run = RunFolder(config.run_dir)
     run.create(config, resume=resume, overwrite=overwrite)
     results = STRATEGIES[config.strategy](config, run, resume=resume, **hooks)
-    if config.validation.enabled:  # every strategy has exported run.model by now
+    if config.validation.enabled and distributed.world().main:  # run.model is exported by now
         v = config.validation
         results["property_card"] = run_card(run.model, run.path, v.quick, v.element, config.progress,
                                             config.device)
@@ -60,8 +64,9 @@ def parser() -> argparse.ArgumentParser:
 def _command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     results = train(config, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps({k: results[k] for k in (
-        "test_config_mae_ev", "test_atom_mae_ev_per_atom", "best_epoch", "model_path")}, indent=2))
+    if distributed.world().main:
+        print(json.dumps({k: results[k] for k in (
+            "test_config_mae_ev", "test_atom_mae_ev_per_atom", "best_epoch", "model_path")}, indent=2))
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..distributed import share, world
 from .graphs import GraphSet
 
 KIND_DFT = 0
@@ -92,15 +93,17 @@ def collate(graphs: GraphSet, species_index: np.ndarray, rows: Rows, select: np.
     a0, a1 = graphs.atom_offsets[configs], graphs.atom_offsets[configs + 1]
     e0, e1 = graphs.edge_offsets[configs], graphs.edge_offsets[configs + 1]
     counts = a1 - a0
-    atom_ids = np.concatenate([np.arange(s, t) for s, t in zip(a0, a1)])
-    edge_ids = np.concatenate([np.arange(s, t) for s, t in zip(e0, e1)])
+    # (An empty selection, a rank's share of a global batch smaller than the world, gives an
+    # empty batch.)
+    atom_ids = np.concatenate([np.zeros(0, dtype=np.int64)] + [np.arange(s, t) for s, t in zip(a0, a1)])
+    edge_ids = np.concatenate([np.zeros(0, dtype=np.int64)] + [np.arange(s, t) for s, t in zip(e0, e1)])
     # Local edge indices + where each configuration starts inside the batch.
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
     edge_offset = np.repeat(starts, e1 - e0)
     targets = rows.targets[select]
     forces = force_mask = None
     if rows.forces is not None:
-        forces_np = _batch_forces([rows.forces[s] for s in select], counts)
+        forces_np = _batch_forces([rows.forces[s] for s in select], counts, rows.targets.shape[1])
         present = ~np.isnan(forces_np).any(axis=2)  # [N, K]
         forces, force_mask = torch.from_numpy(np.nan_to_num(forces_np)), torch.from_numpy(present)
     return Batch(
@@ -120,18 +123,25 @@ def collate(graphs: GraphSet, species_index: np.ndarray, rows: Rows, select: np.
     )
 
 
-def _batch_forces(per_row: list[np.ndarray | None], counts: np.ndarray) -> np.ndarray:
-    """[N, K, 3] eV/Å of a batch's rows, NaN for a row without forces (K from the others)."""
+def _batch_forces(per_row: list[np.ndarray | None], counts: np.ndarray, outputs: int) -> np.ndarray:
+    """[N, K, 3] eV/Å of a batch's rows, NaN for a row without forces (K from the others,
+    else ``outputs``)."""
     shaped = [None if f is None else np.asarray(f, dtype=np.float64).reshape(int(n), -1, 3)
               for f, n in zip(per_row, counts)]
-    num_outputs = next((f.shape[1] for f in shaped if f is not None), 1)
-    return np.concatenate([np.full((int(n), num_outputs, 3), np.nan) if f is None else f
-                           for f, n in zip(shaped, counts)])
+    num_outputs = next((f.shape[1] for f in shaped if f is not None), outputs)
+    return np.concatenate([np.zeros((0, num_outputs, 3))]
+                          + [np.full((int(n), num_outputs, 3), np.nan) if f is None else f
+                             for f, n in zip(shaped, counts)])
 
 
 class BatchLoader:
     """Batches of ``rows``; with ``shuffle`` the order of epoch ``e`` comes from
-    ``numpy.random.default_rng([seed, e])``, independent of any earlier epoch."""
+    ``numpy.random.default_rng([seed, e])``, independent of any earlier epoch.
+
+    With ``shard`` and several ranks (``eipnn_training.distributed``) each rank takes its
+    contiguous share of every global batch: the global batches, and so the steps, are those
+    of one process, whatever the number of ranks (the epoch seed plays DistributedSampler's
+    ``set_epoch``)."""
 
     def __init__(
         self,
@@ -141,21 +151,34 @@ class BatchLoader:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        shard: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.graphs, self.species_index, self.rows = graphs, species_index, rows
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.batch_size, self.shuffle, self.seed, self.shard = batch_size, shuffle, seed, shard
 
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
 
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+    @property
+    def sharded(self) -> bool:
+        """True when this rank sees only its share of each batch (gather to get them all)."""
+        return self.shard and world().distributed
+
+    def selections(self, epoch: int = 0) -> Iterator[np.ndarray]:
+        """Positions into ``rows`` of each batch this rank takes in ``epoch``."""
         order = np.arange(len(self.rows))
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+        sharded = self.sharded
         for start in range(0, len(order), self.batch_size):
-            yield collate(self.graphs, self.species_index, self.rows, order[start:start + self.batch_size])
+            select = order[start:start + self.batch_size]
+            yield select[share(len(select))] if sharded else select
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        for select in self.selections(epoch):
+            yield collate(self.graphs, self.species_index, self.rows, select)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)

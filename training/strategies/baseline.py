@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..config import RunConfig, save_config
+from ..distributed import barrier, world
 from ..export import export_model
 from ..models.committee import Committee
 from ..models.potential import Potential
@@ -60,7 +61,8 @@ def _fit_committee(members: list[Potential], train, val, settings: FitSettings, 
     """The members trained together (``training.train.ensemble``), each with its metrics.csv
     in ``checkpoints/member_<k>/``; the run folder's metrics.csv is member 0's."""
     def history(k: int, rows: list) -> None:
-        write_history(rows, member_folder(run.checkpoints, k) / "metrics.csv")
+        if world().main:
+            write_history(rows, member_folder(run.checkpoints, k) / "metrics.csv")
         if k == 0:
             run.write_metrics(rows)
     return fit_ensemble(members, train, val, [settings] * len(members), run.checkpoints, resume=resume,
@@ -96,7 +98,8 @@ def run_baseline(
     data = prepare_data(config)
     config.model.species = list(data.species)  # resolved: saved so the run can be re-exported
     forces = resolve_force_weight(config, data) > 0
-    save_config(config, run.config)
+    if world().main:
+        save_config(config, run.config)
     spec = model_spec(config, data.species)
     t = config.train
     members = [seeded_potential(spec, config.seed + k) for k in range(t.committee)]
@@ -130,8 +133,9 @@ def run_baseline(
         provenance["committee_best_epochs"] = [r.best_epoch for r in member_results]
     run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev,
                           predictions.predicted_ev)
-    parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
-    learning_curves(result.history, run.learning_curves)
+    if world().main:
+        parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
+        learning_curves(result.history, run.learning_curves)
     epoch_seconds = [row["seconds"] for row in result.history]
     results = {
         "test_config_mae_ev": predictions.config_mae_ev(),
@@ -156,7 +160,9 @@ def run_baseline(
     run.write_results(results)
     # Exported last: if scripting fails (say, a model source edited under a long run), the
     # metrics and checkpoints are already on disk and `--resume` redoes only this tail.
-    export_model(members if t.committee > 1 else potential, spec, run.model, provenance,
-                 dtype=config.export_dtype)
+    if world().main:
+        export_model(members if t.committee > 1 else potential, spec, run.model, provenance,
+                     dtype=config.export_dtype)
+    barrier()  # the model file exists for every rank
     return results
 

@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from ..data.batching import BatchLoader
 from ..models.potential import Potential
-from .checkpoint import ResumeError, load_state, save_atomic
-from .loop import FitResult, FitSettings, _step_loss
+from .checkpoint import ResumeError, load_state
+from ..distributed import barrier
+from .loop import FitResult, FitSettings, _step_loss, global_loss, save_on_main, step_energies
 
 # Settings every member must share: they shape the one pass over the data.
 SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
@@ -41,6 +42,7 @@ class _Member:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     result: FitResult
     folder: Path
+    energies: Optional[Callable] = None  # its DDP wrapper under torchrun (loop.step_energies)
 
 
 def member_folder(checkpoint_dir: Path, k: int) -> Path:
@@ -59,7 +61,8 @@ def _member(potential: Potential, settings: FitSettings, steps: int, folder: Pat
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, settings.schedule(settings.lr, settings.lr_final, steps))
     folder.mkdir(parents=True, exist_ok=True)
-    return _Member(potential, settings, optimizer, scheduler, FitResult(), folder)
+    return _Member(potential, settings, optimizer, scheduler, FitResult(), folder,
+                   step_energies(potential, torch.device(settings.device)))
 
 
 def _state(members: list[_Member], epoch: int) -> dict:
@@ -120,14 +123,15 @@ def fit_ensemble(
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, first.dtype)
             for m, total in zip(members, sums):
-                loss = _step_loss(m.potential, batch, m.settings)
+                loss = _step_loss(m.potential, batch, m.settings, m.energies)
                 m.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
                 m.optimizer.step()
                 m.scheduler.step()
-                total[0] += float(loss.detach()) * batch.num_rows
-                total[1] += batch.num_rows
+                step_loss, step_rows = global_loss(loss, batch.num_rows)
+                total[0] += step_loss * step_rows
+                total[1] += step_rows
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, best_val=f"{min(m.result.best_metric for m in members):.4g}",
                             refresh=False)
@@ -141,15 +145,16 @@ def fit_ensemble(
                                      "seconds": seconds / len(members)})
             if metrics[m.settings.monitor] < m.result.best_metric:
                 m.result.best_metric, m.result.best_epoch = metrics[m.settings.monitor], epoch + 1
-                save_atomic({"model": m.potential.state_dict(), "epoch": epoch + 1, **metrics},
-                            m.folder / "best.pt")
-        save_atomic(_state(members, epoch), last)  # the one checkpoint a resume reads
+                save_on_main({"model": m.potential.state_dict(), "epoch": epoch + 1, **metrics},
+                             m.folder / "best.pt")
+        save_on_main(_state(members, epoch), last)  # the one checkpoint a resume reads
         for m in members:  # each member's last weights, for ``eipnn-export --checkpoint last``
-            save_atomic({"model": m.potential.state_dict(), "epoch": epoch}, m.folder / "last.pt")
+            save_on_main({"model": m.potential.state_dict(), "epoch": epoch}, m.folder / "last.pt")
         if on_epoch_end is not None:
             for k, m in enumerate(members):
                 on_epoch_end(k, m.result.history)
     bar.close()
+    barrier()  # rank 0 has written every best.pt
     for m in members:
         m.potential.load_state_dict(load_state(m.folder / "best.pt", device)["model"])
     return [m.result for m in members]

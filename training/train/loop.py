@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.batching import Batch, BatchLoader
+from ..distributed import EnergiesOf, barrier, data_parallel, global_sum, world
 from ..models.derivatives import predicted_forces
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
@@ -73,7 +74,7 @@ def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
     # energy-only shortcut only for those).
     positions = batch.positions.detach().requires_grad_(True)
     batch = replace(batch, positions=positions)
-    energies = batch_energies(potential, batch)
+    energies = batch_energies(potential, batch, atomic_energies)
     forces = predicted_forces(energies, positions, batched=settings.batched_force_gradients)  # [N, K, 3]
     return settings.loss(energies, batch) + force_term(forces, batch)
 
@@ -88,6 +89,8 @@ def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> Ato
     module's own, so the checkpoint, validation and export see the same model."""
     if not settings.compile:
         return None
+    if world().distributed:
+        raise ValueError("train.compile is for one process; under torchrun the steps run eagerly in DDP")
     if settings.force_term() is not None:
         raise ValueError("compile needs energy-only training (torch.compile has no double backward)")
     # Those graph breaks are by design; dynamo would warn of each on every new graph.
@@ -108,7 +111,7 @@ def fit(
     """Train ``potential`` in place; at the end it holds the best validation weights."""
     device = torch.device(settings.device)
     potential.to(device=device, dtype=settings.dtype)
-    atomic_energies = compiled_atomic_energies(potential, settings)
+    atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device)
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -116,7 +119,7 @@ def fit(
     )
     result, start_epoch = FitResult(), 0
     last, best = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-    if resume:
+    if resume:  # every rank reads rank 0's checkpoint (the run folder is shared)
         state = load_state(last, device)
         potential.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -138,8 +141,9 @@ def fit(
             torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.grad_clip)
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss.detach()) * batch.num_rows
-            rows += batch.num_rows
+            step_loss, step_rows = global_loss(loss, batch.num_rows)
+            loss_sum += step_loss * step_rows
+            rows += step_rows
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / rows:.4g}",
                             best_val=f"{result.best_metric:.4g}", refresh=False)
@@ -152,8 +156,8 @@ def fit(
         result.history.append(row)
         if metrics[settings.monitor] < result.best_metric:
             result.best_metric, result.best_epoch = metrics[settings.monitor], epoch + 1
-            save_atomic({"model": potential.state_dict(), "epoch": epoch + 1, **metrics}, best)
-        save_atomic({
+            save_on_main({"model": potential.state_dict(), "epoch": epoch + 1, **metrics}, best)
+        save_on_main({
             "model": potential.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": result.history,
             "best_epoch": result.best_epoch, "best_metric": result.best_metric,
@@ -163,5 +167,30 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(result.history)
     bar.close()
+    barrier()  # rank 0 has written best.pt
     potential.load_state_dict(load_state(best, device)["model"])
     return result
+
+
+def step_energies(potential: Potential, device: torch.device) -> AtomicEnergies | None:
+    """Under torchrun, the potential's per-atom energies through DistributedDataParallel
+    (which averages the gradients of the ranks); None in one process."""
+    if not world().distributed:
+        return None
+    return data_parallel(EnergiesOf(potential), device)
+
+
+def global_loss(loss: torch.Tensor, num_rows: int) -> tuple[float, int]:
+    """(loss of the global batch, its rows): under DDP a rank's loss is its share of the
+    global mean times the number of ranks (``distributed.batch_mean``)."""
+    value, rows = float(loss.detach()), num_rows
+    w = world()
+    if w.distributed:
+        value, rows = global_sum(value) / w.size, int(global_sum(float(rows)))
+    return value, rows
+
+
+def save_on_main(state: dict, path: Path) -> None:
+    """Checkpoints are rank 0's to write (every rank holds the same weights)."""
+    if world().main:
+        save_atomic(state, path)

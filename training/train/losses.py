@@ -13,17 +13,17 @@ from typing import Callable
 import torch
 
 from ..data.batching import KIND_DFT, Batch
+from ..distributed import batch_mean
 
 LossFunction = Callable[[torch.Tensor, Batch], torch.Tensor]
 ForceLoss = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
 def masked_mse(predicted: torch.Tensor, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
-    """Mean squared error (eV²) over the present targets of ``rows`` [B] bool; 0 if none."""
+    """Mean squared error (eV²) over the present targets of ``rows`` [B] bool; 0 if none.
+    Under DDP the mean is over the global batch (``distributed.batch_mean``)."""
     mask = batch.target_mask & rows.unsqueeze(1)
-    if not bool(mask.any()):
-        return predicted.sum() * 0.0
-    return ((predicted - batch.targets)[mask] ** 2).mean()
+    return batch_mean((predicted - batch.targets)[mask] ** 2)
 
 
 def energy_mse(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -45,9 +45,9 @@ def masked_force_mse(forces: torch.Tensor, batch: Batch, rows: torch.Tensor) -> 
     """Mean squared error (eV/Å)² over the present force components of the atoms of
     ``rows`` [B] bool, every output k: forces [N, K, 3]; 0 if none."""
     mask = force_rows(batch, rows)
-    if not bool(mask.any()):
-        return forces.sum() * 0.0
-    return ((forces - batch.forces)[mask] ** 2).mean()
+    if batch.forces is None:  # no force labels in this batch at all
+        return batch_mean(forces.sum().reshape(1)[:0])
+    return batch_mean((forces - batch.forces)[mask] ** 2)
 
 
 @dataclass

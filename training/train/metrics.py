@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.batching import Batch, BatchLoader
+from ..distributed import gather_in_order, global_sum
 from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
@@ -45,13 +46,17 @@ def predict(potential: Potential, loader: BatchLoader, device: torch.device, dty
         raise ValueError("predict needs an unshuffled loader (rows come back in loader order)")
     was_training = potential.training
     potential.eval()
-    parts = []
+    parts = [(torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))]
     with torch.no_grad():
         for batch in loader.epoch(0):
             batch = batch.to(device, dtype)
             parts.append((batch_energies(potential, batch)[:, 0], batch.num_atoms))
     potential.train(was_training)
-    predicted, num_atoms = [torch.cat([p[k] for p in parts]).cpu().double().numpy() for k in range(2)]
+    predicted, num_atoms = [torch.cat([p[k].cpu().double() for p in parts]).numpy() for k in range(2)]
+    if loader.sharded:  # every rank's share, back in loader order
+        positions = np.concatenate([np.zeros(0, dtype=np.int64), *loader.selections(0)])
+        predicted = gather_in_order(positions, predicted, len(loader.rows))
+        num_atoms = gather_in_order(positions, num_atoms, len(loader.rows))
     # Targets from the rows themselves (float64), not from the batch cast to the model dtype.
     rows = loader.rows
     return Predictions(rows.indices.astype(np.int64), predicted, rows.targets[:, 0].copy(), num_atoms)
@@ -79,6 +84,8 @@ def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, d
         error = (forces.detach() - batch.forces).abs()[batch.force_mask]  # [present, 3]
         total, count = total + float(error.double().sum()), count + error.numel()
     potential.train(was_training)
+    if loader.sharded:
+        total, count = global_sum(total), global_sum(float(count))
     return total / count if count else float("nan")
 
 

@@ -13,6 +13,7 @@ from ..config import DEFAULT_FORCE_WEIGHT, ConfigError, RunConfig
 from ..data.batching import KIND_DFT, BatchLoader, Rows
 from ..data.graphs import GraphSet, cached_graphs
 from ..data.sources import SplitDataset, load_split_dataset
+from ..distributed import main_first, world
 from ..models.build import REPRESENTATIONS, ModelSpec, build_potential, build_representation
 from ..models.potential import Potential
 from .losses import LOSSES
@@ -63,8 +64,11 @@ class TrainingData:
                 )
         return Rows(indices, energies, np.ones(len(indices)), np.full(len(indices), KIND_DFT), forces)
 
-    def loader(self, rows: Rows, batch_size: int, shuffle: bool = False, seed: int = 0) -> BatchLoader:
-        return BatchLoader(self.graphs, self.species_index, rows, batch_size, shuffle, seed)
+    def loader(self, rows: Rows, batch_size: int, shuffle: bool = False, seed: int = 0,
+               shard: bool = True) -> BatchLoader:
+        """Under torchrun each rank takes its share of every batch (``shard``); the metrics
+        gather them back (``train.metrics``)."""
+        return BatchLoader(self.graphs, self.species_index, rows, batch_size, shuffle, seed, shard)
 
 
 def prepare_data(config: RunConfig) -> TrainingData:
@@ -75,7 +79,9 @@ def prepare_data(config: RunConfig) -> TrainingData:
         {"train": data.max_train, "val": data.max_val, "test": data.max_test},
     )
     species = list(config.model.species) if config.model.species else split.dataset.symbols()
-    graphs = cached_graphs(split.dataset, config.model.cutoff_angstrom, progress=config.progress)
+    # Rank 0 builds (or finds) the cached graphs first; the other ranks then read them.
+    graphs = main_first(lambda: cached_graphs(split.dataset, config.model.cutoff_angstrom,
+                                              progress=config.progress and world().main))
     return TrainingData(split, graphs, species, graphs.species_index(species))
 
 

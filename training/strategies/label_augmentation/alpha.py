@@ -19,6 +19,7 @@ import torch
 
 from ...data.batching import BatchLoader
 from ...models.potential import Potential
+from ...distributed import world
 from ...runs import write_history
 from ...train.checkpoint import load_state
 from ...train.ensemble import fit_ensemble
@@ -76,9 +77,10 @@ def _finish(alpha: float, result: FitResult, settings: FitSettings, folder: Path
     best = next(row for row in result.history if row["epoch"] == result.best_epoch)
     config_mae = result.best_metric if settings.monitor == "val_config_mae" else best["val_config_mae"]
     metric = None if settings.monitor == "val_config_mae" else result.best_metric
-    (folder / "done.json").write_text(json.dumps({
-        "alpha": alpha, "best_val_config_mae_ev": config_mae, "best_val_metric": metric,
-        "best_epoch": result.best_epoch, "history": result.history}))
+    if world().main:
+        (folder / "done.json").write_text(json.dumps({
+            "alpha": alpha, "best_val_config_mae_ev": config_mae, "best_val_metric": metric,
+            "best_epoch": result.best_epoch, "history": result.history}))
     return AlphaResult(alpha, config_mae, result.best_epoch, result.history, folder, metric)
 
 
@@ -96,7 +98,8 @@ def train_alphas(alphas: list[float], job: AugmentedTraining, checkpoints: Path,
         started = resume and (together / "last.pt").exists()
 
         def history(k: int, rows: list) -> None:
-            write_history(rows, folders[todo[k]] / "metrics.csv")
+            if world().main:
+                write_history(rows, folders[todo[k]] / "metrics.csv")
 
         results = fit_ensemble([job.new_potential() for _ in todo], job.train, job.val, settings, together,
                                resume=started, member_dirs=[folders[a] for a in todo],

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ...config import RunConfig, save_config
+from ...distributed import barrier, broadcast_object, main_first, world
 from ...data.batching import KIND_DFT, Rows
 from ...eip import eip_ids, expand
 from ...export import export_model
@@ -72,9 +73,11 @@ def fit_new_classifier(config: RunConfig, data: TrainingData, model: EIPClassifi
     dtype = DTYPES[t.dtype]
     settings = ClassifierSettings(la.classifier_epochs, la.classifier_lr, la.lr_ratio, t.grad_clip,
                                   config.device, dtype, config.progress)
-    result = fit_classifier(model, data.loader(train, t.batch_size, shuffle=True, seed=config.seed),
-                            data.loader(val, t.eval_batch_size), settings)
-    _, probabilities = class_probabilities(model, data.loader(val, t.eval_batch_size),
+    # Rank 0 alone trains it (train_classifier), on whole batches: BatchNorm's statistics
+    # are those of one process.
+    result = fit_classifier(model, data.loader(train, t.batch_size, shuffle=True, seed=config.seed, shard=False),
+                            data.loader(val, t.eval_batch_size, shard=False), settings)
+    _, probabilities = class_probabilities(model, data.loader(val, t.eval_batch_size, shard=False),
                                            torch.device(config.device), dtype)
     true = val.targets[:, 0].astype(np.int64)
     matrix = confusion_matrix(true, probabilities.argmax(axis=1), num_classes)
@@ -96,21 +99,29 @@ def train_classifier(config: RunConfig, data: TrainingData, table: EIPTable, run
     else:
         key = classifier_key(config, spec, data.split.dataset.geometry_hash(), eip_ids(config.la.eips))
         folder = ClassifierFolder(config, key)
-        with folder.locked():
-            reused = folder.done
-            if not reused:
-                folder.write_config(config)
-                folder.save(fit_new_classifier(config, data, model, table.num_classes, train, val))
-            state = folder.load()
+
+        def trained_or_stored() -> tuple[dict, bool]:
+            with folder.locked():
+                reused = folder.done
+                if not reused:
+                    folder.write_config(config)
+                    folder.save(fit_new_classifier(config, data, model, table.num_classes, train, val))
+                return folder.load(), reused
+
+        # Under torchrun rank 0 trains it; the others then find it stored.
+        state, reused = main_first(trained_or_stored)
+        reused = broadcast_object(reused)
         state["summary"] = {**state["summary"], "shared_dir": str(folder.path), "reused": reused}
-        write_history(state["history"], run.path / "la" / "classifier_metrics.csv")
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic({"model": state["model"], "summary": state["summary"]}, stored)
+        if world().main:
+            write_history(state["history"], run.path / "la" / "classifier_metrics.csv")
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic({"model": state["model"], "summary": state["summary"]}, stored)
     model.load_state_dict(state["model"])
     model.to(device=torch.device(config.device), dtype=DTYPES[config.train.dtype])
     summary = state["summary"]
-    confusion_plot(np.array(summary["val_confusion"]), table.names, summary["val_accuracy"],
-                   run.path / "la" / "confusion.png")
+    if world().main:
+        confusion_plot(np.array(summary["val_confusion"]), table.names, summary["val_accuracy"],
+                       run.path / "la" / "confusion.png")
     return model, summary
 
 
@@ -119,12 +130,13 @@ def select_from_pool(config: RunConfig, data: TrainingData, table: EIPTable, mod
     """Stage 3: predict the pool, keep the EIP-class predictions (with the options)."""
     pool = pool_indices(data, config.la.max_unlabeled, config.seed)
     unlabelled = Rows(pool, np.full((len(pool), 1), np.nan), np.ones(len(pool)), np.full(len(pool), KIND_DFT))
-    rows, probabilities = class_probabilities(model, data.loader(unlabelled, config.train.eval_batch_size),
+    rows, probabilities = class_probabilities(model, data.loader(unlabelled, config.train.eval_batch_size, shard=False),
                                               torch.device(config.device), DTYPES[config.train.dtype])
     dft_train = data.split.dataset.energies_ev(train.indices)
     atom_mae = eip_atom_mae(table.energies_ev[train.indices], dft_train, data.split.dataset.num_atoms[train.indices])
     columns = resolve_eip_columns(table.names, config.la.select_eips, atom_mae)
-    selection = select(rows, probabilities, table.energies_ev[rows], columns, config.la.confidence)
+    # Rank 0's selection on every rank: each must train on the same rows.
+    selection = broadcast_object(select(rows, probabilities, table.energies_ev[rows], columns, config.la.confidence))
     if len(selection) == 0:
         raise NothingSelected(
             f"no configuration of the pool ({selection.num_pool}) was selected "
@@ -154,8 +166,8 @@ def augmented_job(config: RunConfig, data: TrainingData, selection: Selection,
     t, la = config.train, config.la
     eip_forces = None
     if la.force_weight > 0:
-        eip_forces = selected_forces(data, expand(la.eips), selection.indices, selection.classes,
-                                     la.label_workers, config.progress)
+        eip_forces = main_first(lambda: selected_forces(data, expand(la.eips), selection.indices, selection.classes,
+                                                        la.label_workers, config.progress and world().main))
     rows = train_rows.concat(selection.rows(eip_forces))
     job = AugmentedTraining(
         new_potential=new_potential,
@@ -178,40 +190,46 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
     data = prepare_data(config)
     config.model.species = list(data.species)
     dft_forces = resolve_force_weight(config, data) > 0
-    save_config(config, run.config)
+    main = world().main  # the run folder is rank 0's to write
+    if main:
+        save_config(config, run.config)
+        (run.path / "la").mkdir(exist_ok=True)
     seal = PoolSeal(data.split.dataset)
-    (run.path / "la").mkdir(exist_ok=True)
     la = config.la
 
     # 1. EIP energies and class targets.
     pool = pool_indices(data, la.max_unlabeled, config.seed)
     labelled = np.concatenate([data.split.splits["train"], data.split.splits["val"], pool])
-    table = eip_table(data, expand(la.eips), labelled, la.aligned, la.label_workers, config.progress)
+    table = main_first(lambda: eip_table(data, expand(la.eips), labelled, la.aligned, la.label_workers,
+                                         config.progress and main))
     train_classes = class_rows(data, table, "train", la.threshold_ev_per_atom)
     val_classes = class_rows(data, table, "val", la.threshold_ev_per_atom)
     balance = {"train": class_balance(train_classes.targets[:, 0].astype(np.int64), table.names),
                "val": class_balance(val_classes.targets[:, 0].astype(np.int64), table.names)}
-    (run.path / "la" / "classes.json").write_text(json.dumps(balance, indent=2) + "\n")
+    if main:
+        (run.path / "la" / "classes.json").write_text(json.dumps(balance, indent=2) + "\n")
 
     # 2-3. Classifier and selection.
     classifier, classifier_summary = train_classifier(config, data, table, run, train_classes, val_classes, resume)
     selection = select_from_pool(config, data, table, classifier, train_classes)
-    write_selection(selection, table.names, run.path / "la" / "selection.csv")
+    if main:
+        write_selection(selection, table.names, run.path / "la" / "selection.csv")
     seal.check_unread()
 
     # 4. The potential for each alpha; the best on validation is the run's model.
     job, train_rows = augmented_job(config, data, selection, initialize)
     grid = [la.alpha] if la.alpha is not None else list(la.alpha_grid)
     chosen, tried = search_alpha(grid, job, run.checkpoints, resume=resume, **hooks)
-    for name in ("best.pt", "last.pt"):
-        shutil.copy(chosen.checkpoint_dir / name, run.checkpoints / name)  # eipnn-export reads these
     run.write_metrics(chosen.history)
-    with open(run.path / "la" / "alpha_search.csv", "w") as handle:
-        handle.write("alpha,best_val_config_mae_ev,best_epoch" + (",best_val_combined_mae_ev\n" if dft_forces else "\n"))
-        handle.writelines(f"{r.alpha:g},{r.best_val_config_mae_ev!r},{r.best_epoch}"
-                          + (f",{r.best_val_metric!r}\n" if dft_forces else "\n") for r in tried)
-    alpha_plot([r.alpha for r in tried], [r.best_val_config_mae_ev for r in tried], chosen.alpha,
-               run.path / "la" / "alpha_curve.png")
+    if main:
+        for name in ("best.pt", "last.pt"):
+            shutil.copy(chosen.checkpoint_dir / name, run.checkpoints / name)  # eipnn-export reads these
+        with open(run.path / "la" / "alpha_search.csv", "w") as handle:
+            handle.write("alpha,best_val_config_mae_ev,best_epoch" + (",best_val_combined_mae_ev\n" if dft_forces else "\n"))
+            handle.writelines(f"{r.alpha:g},{r.best_val_config_mae_ev!r},{r.best_epoch}"
+                              + (f",{r.best_val_metric!r}\n" if dft_forces else "\n") for r in tried)
+        alpha_plot([r.alpha for r in tried], [r.best_val_config_mae_ev for r in tried], chosen.alpha,
+                   run.path / "la" / "alpha_curve.png")
     potential = load_best(job, chosen, config.device)
     seal.check_unread()
     seal.training_done = True
@@ -224,16 +242,18 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
     provenance = {"strategy": config.strategy, "seed": config.seed, "split_seed": config.data.split_seed,
                   "dataset": data.split.dataset.name, "geometry_hash": data.split.dataset.geometry_hash(),
                   "best_epoch": chosen.best_epoch, "alpha": chosen.alpha}
-    export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
+    if main:
+        export_model(potential, spec, run.model, provenance, dtype=config.export_dtype)
+        parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
+        learning_curves(chosen.history, run.learning_curves)
     run.write_predictions(predictions.rows, predictions.num_atoms, predictions.target_ev, predictions.predicted_ev)
-    parity_plot(predictions.target_ev, predictions.predicted_ev, predictions.num_atoms, run.parity_plot)
-    learning_curves(chosen.history, run.learning_curves)
 
     # 5. The report: only now may the pool's DFT energies be read.
     dft_selected = seal.read_for_report(selection.indices)
     outliers = outlier_report(selection, dft_selected, data.split.dataset.num_atoms[selection.indices],
                               table.names, la.threshold_ev_per_atom)
-    (run.path / "la" / "outliers.json").write_text(json.dumps(outliers, indent=2) + "\n")
+    if main:
+        (run.path / "la" / "outliers.json").write_text(json.dumps(outliers, indent=2) + "\n")
     epoch_seconds = [row["seconds"] for row in chosen.history]
     results = {
         "test_config_mae_ev": predictions.config_mae_ev(),
@@ -262,4 +282,5 @@ def run_label_augmentation(config: RunConfig, run: RunFolder, resume: bool = Fal
         },
     }
     run.write_results(results)
+    barrier()  # the model file and report exist for every rank
     return results

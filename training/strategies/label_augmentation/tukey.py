@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...distributed import batch_mean, gather_objects, world
 from ...data.batching import KIND_DFT, KIND_EIP, Batch
 from ...train.losses import force_rows, masked_force_mse, masked_mse
 
@@ -37,8 +38,13 @@ def tukey_rho(r: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
 
 
 def mad_scale(residuals_ev: torch.Tensor) -> torch.Tensor:
-    """1.4826 * median |residual| (eV) of a detached residual vector, never exactly 0."""
+    """1.4826 * median |residual| (eV) of a detached residual vector, never exactly 0;
+    under DDP of the residuals of the global batch (every rank's, gathered)."""
     absolute = residuals_ev.detach().abs()
+    if world().distributed:
+        absolute = torch.cat([part.to(absolute.device) for part in gather_objects(absolute.cpu())])
+    if absolute.numel() == 0:  # nothing to scale (the term is then 0)
+        return torch.ones((), dtype=absolute.dtype, device=absolute.device)
     scale = MAD_TO_SIGMA * torch.quantile(absolute, 0.5)  # the usual median (mean of middle two)
     # s = 0 only when most residuals are exactly 0: any non-zero one is then an outlier.
     return scale.clamp_min(torch.finfo(absolute.dtype).tiny)
@@ -48,11 +54,9 @@ def tukey_term(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean rho over the EIP rows of ``batch`` (first output); 0 without EIP rows."""
     present = batch.target_mask[:, 0]
     eip = present & (batch.kind == KIND_EIP)
-    if not bool(eip.any()):
-        return predicted.sum() * 0.0
     residuals = batch.targets[:, 0] - predicted[:, 0]  # [B] eV
     scale = mad_scale(residuals[present])  # DFT and EIP rows together
-    return tukey_rho(residuals[eip] / scale).mean()
+    return batch_mean(tukey_rho(residuals[eip] / scale))
 
 
 @dataclass
@@ -83,11 +87,11 @@ def tukey_force_term(forces: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean rho over the force components of the EIP rows' atoms (forces [N, 1, 3] eV/Å),
     scaled by the MAD of every present force component of the batch; 0 without any."""
     eip = force_rows(batch, batch.kind == KIND_EIP)  # [N, 1]
-    if not bool(eip.any()):
-        return forces.sum() * 0.0
+    if batch.forces is None:  # no force labels in this batch at all
+        return batch_mean(forces.sum().reshape(1)[:0])
     residuals = batch.forces - forces  # [N, 1, 3] eV/Å
     scale = mad_scale(residuals[batch.force_mask])  # DFT and EIP atoms together
-    return tukey_rho(residuals[eip] / scale).mean()
+    return batch_mean(tukey_rho(residuals[eip] / scale))
 
 
 @dataclass

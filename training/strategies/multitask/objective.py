@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...data.batching import KIND_EIP, Batch, BatchLoader
+from ...distributed import gather_objects
 from ...models.potential import Potential
 from ...train.losses import masked_mse
 from ...train.metrics import batch_energies
@@ -38,7 +39,11 @@ def eip_metrics(potential: Potential, loader: BatchLoader, device: torch.device,
             errors.append(error[mask].double().cpu())
             per_atom.append((error / batch.num_atoms.unsqueeze(1))[mask].double().cpu())
     potential.train(was_training)
-    errors_ev, per_atom_ev = torch.cat(errors).numpy(), torch.cat(per_atom).numpy()
+    if loader.sharded:  # the mean over every rank's entries (order does not matter)
+        errors = [part for parts in gather_objects(errors) for part in parts]
+        per_atom = [part for parts in gather_objects(per_atom) for part in parts]
+    empty = torch.zeros(0, dtype=torch.float64)
+    errors_ev, per_atom_ev = torch.cat([empty, *errors]).numpy(), torch.cat([empty, *per_atom]).numpy()
     if len(errors_ev) == 0:
         return {MONITOR: float("inf"), "val_eip_atom_mae": float("inf")}
     return {MONITOR: float(np.mean(errors_ev)), "val_eip_atom_mae": float(np.mean(per_atom_ev))}

@@ -2,6 +2,8 @@
 ``unlabeled`` pool, best epoch chosen on the EIP energies of ``val`` (METHOD.md)."""
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from ...train.schedules import slanted_triangular
 from ...train.session import DTYPES, TrainingData, model_spec, prepare_data, seeded_potential
 from .cache import PretrainFolder, pretrain_key, pretrain_root
 from .objective import FORCE_MONITOR, MONITOR, eip_metrics, multitask_mse
+from ...distributed import barrier, broadcast_object, main_first, world
 from .targets import eip_rows, fit_multitask_reference, subsample
 
 
@@ -61,16 +64,19 @@ def _train(config: RunConfig, data: TrainingData, spec: ModelSpec, folder: Pretr
     p = config.pretrain
     pool = subsample(data.split.splits["unlabeled"], p.max_unlabeled, config.seed)
     forces = p.force_weight > 0
-    pool_rows, labels = eip_rows(data, pool, p.eips, p.label_workers, config.progress, forces)
-    val_rows, _ = eip_rows(data, data.split.splits["val"], p.eips, p.label_workers, config.progress, forces)
+    # Rank 0 labels (the label store is shared); the other ranks then read the store.
+    progress = config.progress and world().main
+    pool_rows, labels = main_first(lambda: eip_rows(data, pool, p.eips, p.label_workers, progress, forces))
+    val_rows, _ = main_first(lambda: eip_rows(data, data.split.splits["val"], p.eips, p.label_workers, progress, forces))
     labelled_at = time.perf_counter()
     potential = seeded_potential(spec, config.seed, num_outputs=len(labels.names))
     fit_multitask_reference(potential, data, pool_rows)
     train = data.loader(pool_rows, p.batch_size, shuffle=True, seed=config.seed)
     val = data.loader(val_rows, config.train.eval_batch_size)
+    write_metrics = folder.write_metrics if world().main else (lambda history: None)
     result = fit(potential, train, val, pretrain_settings(config), folder.checkpoints,
-                 resume=folder.started, on_epoch_end=folder.write_metrics, **hooks)
-    folder.write_metrics(result.history)
+                 resume=folder.started, on_epoch_end=write_metrics, **hooks)
+    write_metrics(result.history)
     epoch_seconds = [row["seconds"] for row in result.history]
     best = next(row for row in result.history if row["epoch"] == result.best_epoch)
     results = {
@@ -101,11 +107,16 @@ def pretrain(config: RunConfig, data: TrainingData | None = None, **hooks: Any) 
     spec = model_spec(config, data.species)
     key = pretrain_key(config, spec, data.split.dataset.geometry_hash(), eip_ids(config.pretrain.eips))
     folder = PretrainFolder(pretrain_root(config), key)
-    with folder.locked():
-        reused = folder.done
+    # Under torchrun every rank trains, rank 0 holds the lock and writes the folder.
+    with folder.locked() if world().main else contextlib.nullcontext():
+        reused = broadcast_object(folder.done)
         if not reused:
-            folder.write_config(config)
-            folder.save(_train(config, data, spec, folder, **hooks))
+            if world().main:
+                folder.write_config(config)
+            payload = _train(config, data, spec, folder, **hooks)
+            if world().main:
+                folder.save(payload)
+        barrier()
         payload = folder.load()
     return Pretrained(folder.path, ModelSpec(**payload["spec"]), payload["eip_names"],
                       payload["state"], payload["results"], reused)
