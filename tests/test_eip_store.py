@@ -227,3 +227,40 @@ def test_alignment_is_saved_with_the_labels(tmp_path):
         assert store.load_alignment("demo") == {"offsets_ev": [[1.5]]}
         with pytest.raises(LabelStoreError, match="stored ones: \\['demo'\\]"):
             store.load_alignment("other")
+
+
+def test_shards_label_disjoint_slices_that_merge_into_the_one_process_store(tmp_path, capsys):
+    """``eipnn-label --shard i/n`` for cluster jobs, then ``--merge``: the merged store
+    holds what one labelling of the whole source holds, and merging again adds nothing."""
+    import ase.io
+
+    from eipnn_training.cli.label import main as label_main
+
+    ase.io.write(tmp_path / "frames.extxyz", _frames(7, seed=3))
+    frames = ase.io.read(tmp_path / "frames.extxyz", ":")  # as the command reads them
+    eips = "si/sw-bht,si/tersoff-t3"
+    for i in range(3):
+        assert label_main([str(tmp_path / "frames.extxyz"), "--eips", eips, "--forces", "--shard", f"{i}/3",
+                           "--store", str(tmp_path / f"shard{i}")]) == 0
+    hashes = [Structure.from_atoms(atoms).content_hash() for atoms in frames]
+    held = []
+    for i in range(3):
+        with LabelStore(tmp_path / f"shard{i}") as store:
+            held.append(set(store.get(hashes, store.eip_ids()[0])))
+            assert store.count() == 2 * len(frames[i::3])
+    assert set.union(*held) == set(hashes) and sum(map(len, held)) == len(hashes)  # disjoint, complete
+    sources = [str(tmp_path / f"shard{i}") for i in range(3)]
+    assert label_main(["--merge", *sources, "--store", str(tmp_path / "merged")]) == 0
+    assert "entries taken" in capsys.readouterr().out
+    assert label_main(["--merge", *sources, "--store", str(tmp_path / "merged")]) == 0
+    assert capsys.readouterr().out.count(": 0 entries taken") == 3  # nothing twice
+    whole = label(frames, eips, store=tmp_path / "whole", with_forces=True, progress=False)
+    merged = label(frames, eips, store=tmp_path / "merged", with_forces=True, progress=False)
+    assert merged.n_computed.tolist() == [0, 0]  # all of it came from the shards
+    np.testing.assert_array_equal(merged.energies, whole.energies)
+    for a, b in zip(merged.forces, whole.forces):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(SystemExit):
+        label_main([str(tmp_path / "frames.extxyz"), "--eips", eips, "--shard", "3/3"])
+    assert "need 0 <= I < N" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from eipnn_calc.kim import exporter
 from eipnn_calc.kim.collections import isolated_collection_environment
 from eipnn_calc.kim.portable_model import install_portable_model, write_portable_model
 
-pytest.importorskip("kimpy")
+kimpy = pytest.importorskip("kimpy")
 from ase.calculators.kim import KIM  # noqa: E402  (needs kimpy)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,11 @@ def kim_environment(tmp_path_factory):
             else:
                 patch.setenv(name, value)
         patch.chdir(root)
+        # The driver's mode lines are KIM "information" entries; EIP labelling earlier in the
+        # session may have lowered the default to errors (eipnn_training.eip.catalogue).
+        kimpy.log.Log.push_default_verbosity(kimpy.log_verbosity.information)
         yield root
+        kimpy.log.Log.pop_default_verbosity()
     torch.set_num_threads(threads)
 
 

@@ -83,6 +83,11 @@ def start(device: str) -> tuple[World, str]:
     return _world, device
 
 
+def backend() -> str:
+    """The process group's backend ("gloo", "nccl"), or "none" in one process."""
+    return str(dist.get_backend()) if dist.is_initialized() else "none"
+
+
 def stop() -> None:
     global _world
     if dist.is_initialized():

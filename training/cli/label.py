@@ -4,6 +4,8 @@
     eipnn-label si-pbe --eips si --workers 2            # label, cached in the store
     eipnn-label frames.extxyz --eips al/eam-zope-mishin --forces --output labels.npz
     eipnn-label --report --seeds 1 2 3                   # docs/eip_accuracy.md
+    eipnn-label pool.extxyz --eips al --shard 3/16 --store labels-3   # one of 16 cluster jobs
+    eipnn-label --merge labels-0 labels-1 ... --store labels           # then into one store
 """
 from __future__ import annotations
 
@@ -30,7 +32,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-missing", action="store_true", help="recompute failed entries")
     parser.add_argument("--output", default=None, help="labels .npz, or the report .md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="split seeds")
+    parser.add_argument("--shard", default=None, metavar="I/N", type=parse_shard,
+                        help="label only configurations I, I+N, I+2N, ... (0 <= I < N): one of N "
+                        "jobs that together label the source; merge their stores with --merge")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="STORE",
+                        help="copy the labels of these store directories into --store (or the cache)")
     return parser
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N), with 0 <= I < N (argparse reports the error)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N with integers, e.g. 0/4; got '{text}'") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text}: need 0 <= I < N, e.g. 0/{max(count, 1)} to "
+                                         f"{max(count, 1) - 1}/{max(count, 1)}")
+    return index, count
+
+
+def _merge(sources: list[str], target: str | None) -> str:
+    from pathlib import Path
+
+    from ..eip.store import STORE_FILE, LabelStore, LabelStoreError
+
+    missing = [source for source in sources if not (Path(source) / STORE_FILE).exists()]
+    if missing:
+        raise LabelStoreError(f"--merge: no label store ({STORE_FILE}) in {', '.join(map(repr, missing))}")
+    with LabelStore(target) as store:
+        lines = []
+        for source in sources:
+            with LabelStore(source) as other:
+                lines.append(f"{source}: {store.merge_from(other)} entries taken")
+        lines.append(f"{store.path}: {store.count()} entries")
+    return "\n".join(lines)
 
 
 def _list() -> str:
@@ -87,15 +123,24 @@ def _command(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.merge:
+        print(_merge(args.merge, args.store))
+        return 0
     if args.source is None:
         print("eipnn-label: error: give a source (extxyz file or si-pbe), --list or --report",
               file=sys.stderr)
         return 2
     from ..eip.engine import label
 
+    source = args.source
+    if args.shard is not None:
+        from ..eip.sources import load_configurations
+
+        index, count = args.shard
+        source = load_configurations(args.source)[index::count]
     start = time.perf_counter()
     labels = label(
-        args.source,
+        source,
         args.eips,
         workers=args.workers,
         store=args.store,

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from eipnn_calc.cli_errors import run_console
+from eipnn_calc.cli_errors import one_line, run_console
+from eipnn_calc.errors import EIPNNError
 
 from .. import distributed
 from ..config import RunConfig, load_config
@@ -42,13 +43,36 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **ho
     torch.set_flush_denormal(True)
     run = RunFolder(config.run_dir)
     run.create(config, resume=resume, overwrite=overwrite)
-    results = STRATEGIES[config.strategy](config, run, resume=resume, **hooks)
+    try:
+        results = STRATEGIES[config.strategy](config, run, resume=resume, **hooks)
+    except Exception as error:
+        raise _rank_stopped(error, run) from error
+    w = distributed.world()
+    if w.distributed:
+        results["distributed"] = {"ranks": w.size, "backend": distributed.backend()}
+        run.write_results(results)
     if config.validation.enabled and distributed.world().main:  # run.model is exported by now
         v = config.validation
         results["property_card"] = run_card(run.model, run.path, v.quick, v.element, config.progress,
                                             config.device)
         run.write_results(results)
     return results
+
+
+class RankStopped(EIPNNError, RuntimeError):
+    """A rank of a torchrun run stopped: the one-line message says how to go on."""
+
+
+def _rank_stopped(error: Exception, run: RunFolder) -> Exception:
+    """Under torchrun, ``error`` with the rank and how to continue (the other ranks see
+    their peer vanish inside a collective, a traceback of gloo or NCCL internals); in one
+    process, ``error`` itself."""
+    w = distributed.world()
+    if not w.distributed or isinstance(error, EIPNNError):
+        return error
+    return RankStopped(
+        f"rank {w.rank} of {w.size} stopped ({one_line(error)}); the finished epochs are in "
+        f"'{run.checkpoints}': continue with --resume, on any number of ranks")
 
 
 def parser() -> argparse.ArgumentParser:

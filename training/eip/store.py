@@ -59,6 +59,14 @@ class StoredLabel(NamedTuple):
     reason: str | None
 
 
+def _better(candidate: StoredLabel, held: StoredLabel) -> bool:
+    """``candidate`` is worth storing over ``held``: it has an energy where ``held`` failed,
+    or forces where ``held`` has none."""
+    if held.reason is not None:
+        return candidate.reason is None
+    return candidate.reason is None and candidate.forces is not None and held.forces is None
+
+
 def default_store_path() -> Path:
     from ..data.si_pbe import cache_dir
 
@@ -269,6 +277,25 @@ class LabelStore:
             chunk_id = self._insert(eip, entries)
         self._written.add(chunk_id)
         self._merge(eip, chunk_id, entries)
+
+    def eip_ids(self) -> list[str]:
+        return [row[0] for row in self._connection.execute("SELECT eip_id FROM eips ORDER BY id")]
+
+    def merge_from(self, other: "LabelStore", chunk_entries: int = 5000) -> int:
+        """Take into this store every entry of ``other`` that it lacks or holds worse (a
+        failure where ``other`` has an energy, no forces where ``other`` has them), in
+        chunks of ``chunk_entries``, each one transaction; returns how many were taken.
+        Entries are keyed by configuration content, so merging twice adds nothing."""
+        taken = 0
+        for eip_id in other.eip_ids():
+            theirs = {h: entry for h, (_, entry) in other._entries(other._eip_key(eip_id, create=False)).items()}
+            mine = self.get(list(theirs), eip_id)
+            better = [(h, entry) for h, entry in theirs.items()
+                      if h not in mine or _better(entry, mine[h])]
+            for start in range(0, len(better), chunk_entries):
+                self.put(eip_id, better[start:start + chunk_entries])
+            taken += len(better)
+        return taken
 
     def count(self, eip_id: str | None = None) -> int:
         """How many (configuration, EIP) entries are stored (failed ones included)."""
