@@ -92,10 +92,12 @@ def assert_same_training(one: Path, two: Path, checkpoint: str = "checkpoints/la
 
 
 def test_a_rank_takes_its_share_of_every_global_batch(monkeypatch):
-    """The shares of the ranks partition each global batch, contiguously and in order, and
-    the global batches are those of one process (same seed, same epoch)."""
+    """The shares of the ranks partition each global batch, contiguously and in order, with
+    about equal work each (within one row's cost of the even split), and the global batches
+    are those of one process (same seed, same epoch)."""
     rows = Rows(np.arange(23), np.zeros(23), np.ones(23), np.zeros(23, dtype=np.int64))
     loader = BatchLoader(None, None, rows, batch_size=10, shuffle=True, seed=4, shard=True)
+    loader._costs = np.random.default_rng(0).integers(2, 200, 23).astype(float)  # edges + atoms
     whole = list(loader.selections(epoch=2))
     for size in (2, 3):
         shares = []
@@ -106,7 +108,9 @@ def test_a_rank_takes_its_share_of_every_global_batch(monkeypatch):
         for b, batch in enumerate(whole):
             parts = [share[b] for share in shares]
             np.testing.assert_array_equal(np.concatenate(parts), batch)
-            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+            work = [loader.costs()[part].sum() for part in parts]
+            even = sum(work) / size
+            assert max(abs(w - even) for w in work) <= loader.costs()[batch].max()
     monkeypatch.setattr(distributed, "_world", distributed.World())
     assert not loader.sharded
 

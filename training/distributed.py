@@ -114,13 +114,18 @@ def main_first(task: Callable[[], T]) -> T:
     return value
 
 
-def share(count: int, world: Optional[World] = None) -> slice:
-    """The contiguous part of ``count`` items (one global batch) that this rank takes:
-    sizes differ by at most one, the first ranks take the larger ones."""
+def share(costs: np.ndarray, world: Optional[World] = None) -> slice:
+    """The contiguous part of a global batch that this rank takes, given each item's cost
+    (its edges and atoms): the cut points are where the running cost crosses r / N of the
+    total, so every rank gets about the same work and a step waits for no straggler."""
     w = world or _world
-    base, extra = divmod(count, w.size)
-    start = w.rank * base + min(w.rank, extra)
-    return slice(start, start + base + (1 if w.rank < extra else 0))
+    cumulative = np.cumsum(np.asarray(costs, dtype=np.float64))
+    total = cumulative[-1] if len(cumulative) else 0.0
+    # Item i goes to the rank whose interval holds the middle of its cost.
+    middles = cumulative - 0.5 * np.asarray(costs, dtype=np.float64)
+    cuts = np.searchsorted(middles, total * np.arange(w.size + 1) / w.size, side="left")
+    cuts[-1] = len(cumulative)
+    return slice(int(cuts[w.rank]), int(cuts[w.rank + 1]))
 
 
 def batch_mean(values: torch.Tensor) -> torch.Tensor:
@@ -138,13 +143,14 @@ def batch_mean(values: torch.Tensor) -> torch.Tensor:
     return values.sum() * (_world.size / float(count))
 
 
-def global_sum(value: float) -> float:
-    """``value`` summed over ranks (the plain value on one rank)."""
-    if not _world.distributed:
-        return value
-    total = torch.tensor(value, dtype=torch.float64)
-    dist.all_reduce(total)
-    return float(total)
+def global_sum(*values: float) -> tuple[float, ...] | float:
+    """``values`` summed over ranks, in one all-reduce (the plain values on one rank); one
+    value gives a float, several a tuple."""
+    if _world.distributed:
+        total = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(total)
+        values = tuple(float(v) for v in total)
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def gather_objects(value: Any) -> list[Any]:
@@ -200,4 +206,7 @@ def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Mod
     smaller than the world: its index_select of no atoms still reaches each weight), so DDP
     need not search for unused ones."""
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=False)
+    # Buffers (reference energies, scale, basis constants) are broadcast once, here; they do
+    # not change in training, so no broadcast before every forward.
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=False,
+                                                     broadcast_buffers=False)

@@ -139,9 +139,9 @@ class BatchLoader:
     ``numpy.random.default_rng([seed, e])``, independent of any earlier epoch.
 
     With ``shard`` and several ranks (``eipnn_training.distributed``) each rank takes its
-    contiguous share of every global batch: the global batches, and so the steps, are those
-    of one process, whatever the number of ranks (the epoch seed plays DistributedSampler's
-    ``set_epoch``)."""
+    contiguous share of every global batch, cut so that the shares have about equal work
+    (edges + atoms): the global batches, and so the steps, are those of one process,
+    whatever the number of ranks (the epoch seed plays DistributedSampler's ``set_epoch``)."""
 
     def __init__(
         self,
@@ -157,6 +157,7 @@ class BatchLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.graphs, self.species_index, self.rows = graphs, species_index, rows
         self.batch_size, self.shuffle, self.seed, self.shard = batch_size, shuffle, seed, shard
+        self._costs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
@@ -174,7 +175,20 @@ class BatchLoader:
         sharded = self.sharded
         for start in range(0, len(order), self.batch_size):
             select = order[start:start + self.batch_size]
-            yield select[share(len(select))] if sharded else select
+            yield select[share(self.costs()[select])] if sharded else select
+
+    def costs(self) -> np.ndarray:
+        """Work of each row, for balanced shares: its edges plus its atoms (all 1 without
+        graphs)."""
+        if self._costs is None:
+            if self.graphs is None:
+                self._costs = np.ones(len(self.rows))
+            else:
+                configs = self.rows.indices
+                edges = self.graphs.edge_offsets[configs + 1] - self.graphs.edge_offsets[configs]
+                atoms = self.graphs.atom_offsets[configs + 1] - self.graphs.atom_offsets[configs]
+                self._costs = (edges + atoms).astype(np.float64)
+        return self._costs
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         for select in self.selections(epoch):

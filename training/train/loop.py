@@ -186,7 +186,8 @@ def global_loss(loss: torch.Tensor, num_rows: int) -> tuple[float, int]:
     value, rows = float(loss.detach()), num_rows
     w = world()
     if w.distributed:
-        value, rows = global_sum(value) / w.size, int(global_sum(float(rows)))
+        total, all_rows = global_sum(value, float(rows))
+        value, rows = total / w.size, int(all_rows)
     return value, rows
 
 

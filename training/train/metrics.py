@@ -85,7 +85,7 @@ def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, d
         total, count = total + float(error.double().sum()), count + error.numel()
     potential.train(was_training)
     if loader.sharded:
-        total, count = global_sum(total), global_sum(float(count))
+        total, count = global_sum(total, float(count))
     return total / count if count else float("nan")
 
 
