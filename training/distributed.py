@@ -32,9 +32,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-# How long a rank waits for the others in a collective before it gives up. torchrun stops
-# every rank when one dies, so this only matters for ranks started by hand.
-TIMEOUT = datetime.timedelta(minutes=10)
+# How long a rank waits for the others in a collective before it gives up. Long: the other
+# ranks wait at a barrier while rank 0 builds the graphs or computes the EIP labels of a large
+# pool (main_first), which can take hours. A rank that dies is caught sooner: torchrun stops
+# every rank when one exits, and gloo and NCCL raise at once when a peer's connection closes.
+TIMEOUT = datetime.timedelta(hours=24)
 T = TypeVar("T")
 
 
