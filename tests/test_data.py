@@ -18,6 +18,7 @@ from eipnn_training.data.graphs import build_graphs, cached_graphs, graph_cache_
 from eipnn_training.data.si_pbe import default_si_pbe_dir, protocol_split
 from eipnn_training.data.sources import check_splits, load_split_dataset, split_dataset
 from eipnn_training.models.build import ModelSpec, build_potential
+from eipnn_training.sampling import write_pool
 from eipnn_training.train.metrics import batch_energies
 
 
@@ -126,6 +127,32 @@ def test_file_without_energies_on_train_fails_before_training(tmp_path):
             load_split_dataset(str(path), None, 1)
     with pytest.raises(DatasetFileError, match="not found"):
         load_split_dataset(str(tmp_path / "x.xyz"), None, 1)
+
+
+def test_an_extra_pool_widens_only_the_sealed_pool(tmp_path):
+    path = tmp_path / "data.extxyz"
+    ase.io.write(path, configurations(40))
+    extra = [labelled(bulk("Si", "diamond", a=a), -10.0) for a in (5.2, 5.3, 5.6)]  # labels dropped
+    pool_path = tmp_path / "pool.extxyz.xz"
+    write_pool(extra, pool_path)
+    plain = load_split_dataset(str(path), None, 2)
+    widened = load_split_dataset(str(path), None, 2, extra_pool=[str(pool_path)])
+    for name in ("train", "val", "test"):
+        assert np.array_equal(widened.splits[name], plain.splits[name])
+        assert np.array_equal(widened.dataset.energies_ev(widened.splits[name]),
+                              plain.dataset.energies_ev(plain.splits[name]))
+    added = widened.splits["unlabeled"][len(plain.splits["unlabeled"]):]
+    assert np.array_equal(added, 40 + np.arange(3))
+    assert np.array_equal(widened.splits["unlabeled"][:-3], plain.splits["unlabeled"])
+    assert widened.dataset.is_sealed(widened.splits["unlabeled"]).all()
+    assert np.allclose(widened.dataset.cells[added][:, 0, 1], [2.6, 2.65, 2.8])  # a / 2
+    assert np.isnan(widened.dataset.read_sealed_energies_ev(added, reason="test")).all()
+    assert widened.dataset.geometry_hash() != plain.dataset.geometry_hash()
+    with pytest.raises(DatasetFileError, match="extra_pool: file not found"):
+        load_split_dataset(str(path), None, 2, extra_pool=[str(tmp_path / "none.xyz")])
+    write_pool([bulk("Cu", "fcc", a=3.6)], tmp_path / "cu.extxyz")
+    with pytest.raises(DatasetFileError, match=r"elements the dataset does not \(Cu\)"):
+        load_split_dataset(str(path), None, 2, extra_pool=[str(tmp_path / "cu.extxyz")])
 
 
 @pytest.mark.skipif(not default_si_pbe_dir().exists(), reason="si-pbe data not present")

@@ -52,7 +52,8 @@ def test_the_seed_reproduces_the_pool_and_another_seed_changes_it(pool):
     name, configurations = pool
     assert _same(sample_pool(name, size=SIZE, seed=11), configurations)
     # each kind draws from its own stream: a part of the plan is the same part of the pool
-    kinds = ["bulk-hcp", "md-liquid"]
+    kinds = sorted(SYSTEMS[name].plan)[1::4]  # a static kind and an MD one
+    assert any(k.startswith("md-") for k in kinds) and not all(k.startswith("md-") for k in kinds)
     part = _without_index([a.copy() for a in configurations if a.info["kind"] in kinds])
     assert _same(_without_index(sample_pool(name, size=SIZE, seed=11, kinds=kinds)), part)
     assert not _same(_without_index(sample_pool(name, size=SIZE, seed=12, kinds=kinds)), part)
@@ -61,7 +62,8 @@ def test_the_seed_reproduces_the_pool_and_another_seed_changes_it(pool):
 def test_every_kind_has_its_share_and_every_size_is_within_bounds(pool):
     name, configurations = pool
     kinds = Counter(atoms.info["kind"] for atoms in configurations)
-    assert kinds == Counter(plan_counts(SYSTEMS[name], SIZE)) and set(kinds) == set(RECIPES)
+    assert kinds == Counter(plan_counts(SYSTEMS[name], SIZE)) and set(kinds) == set(SYSTEMS[name].plan)
+    assert set(kinds) <= set(RECIPES)
     assert len(configurations) == SIZE
     assert all(4 <= len(atoms) <= 32 for atoms in configurations)
     assert [atoms.info["pool_index"] for atoms in configurations] == list(range(SIZE))
@@ -81,7 +83,7 @@ def test_species_surfaces_and_md_are_what_the_system_says(pool):
     assert {s for atoms in configurations for s in atoms.get_chemical_symbols()} == set(spec.species)
     for atoms in configurations:
         kind = atoms.info["kind"]
-        if kind in ("surface", "md-surface"):
+        if kind in ("surface", "md-surface", "diamond-surface"):
             assert atoms.pbc.tolist() == [True, True, False]
             z = atoms.positions[:, 2]
             assert atoms.cell[2, 2] - (z.max() - z.min()) > 8.0  # vacuum between images
@@ -116,12 +118,12 @@ def test_the_subset_to_label_is_stratified_and_seeded(pool):
     chosen = stratified_subset(configurations, 12, seed=1)
     assert len(chosen) == 12 == len(set(chosen)) and chosen == sorted(chosen)
     assert chosen == stratified_subset(configurations, 12, seed=1)
-    assert len({configurations[i].info["kind"] for i in chosen}) == len(RECIPES)
+    assert len({configurations[i].info["kind"] for i in chosen}) == len(SYSTEMS[name].plan)
     assert stratified_subset(configurations, 100) == list(range(SIZE))
 
 
 def test_unknown_system_and_too_small_a_pool_are_refused():
-    with pytest.raises(SamplingError, match="unknown system 'cu': use one of al, agau"):
+    with pytest.raises(SamplingError, match="unknown system 'cu': use one of al, agau, si"):
         sample_pool("cu", size=20)
     with pytest.raises(SamplingError, match="at least 10 configurations"):
         sample_pool("al", size=5)
@@ -130,7 +132,9 @@ def test_unknown_system_and_too_small_a_pool_are_refused():
 
 
 def test_the_full_plans_hold_at_least_4000():
-    assert all(sum(plan_counts(spec, None).values()) >= 4000 for spec in SYSTEMS.values())
+    # si widens si-pbe's pool of 4,427 (data/si-eip-pool): it is not a data set of its own
+    assert all(sum(plan_counts(SYSTEMS[name], None).values()) >= 4000 for name in ("al", "agau"))
+    assert sum(plan_counts(SYSTEMS["si"], None).values()) >= 1000
 
 
 def test_eipnn_sample_writes_a_compressed_pool(pool, tmp_path, capsys):
@@ -144,3 +148,19 @@ def test_eipnn_sample_writes_a_compressed_pool(pool, tmp_path, capsys):
     assert len(frames) == SIZE and output.stat().st_size < 100_000
     assert all(np.allclose(a.positions, b.positions, atol=1e-7) and a.info == b.info
                for a, b in zip(frames, configurations))
+
+
+def test_the_si_pool_holds_the_regions_a_property_card_probes():
+    configurations = sample_pool("si", size=SIZE, seed=11)
+    a0 = SYSTEMS["si"].diamond_a_angstrom
+    by_kind = {}
+    for atoms in configurations:
+        by_kind.setdefault(atoms.info["kind"], []).append(atoms)
+    volume_ratio = [atoms.get_volume() / len(atoms) / (a0**3 / 8) for atoms in by_kind["diamond-strain"]]
+    assert min(volume_ratio) < 0.85 and max(volume_ratio) > 1.15  # E–V of 5.0–6.0 Å: 0.76–1.31
+    for atoms in by_kind["diamond-vacancy"] + by_kind["md-diamond-vacancy"]:
+        assert atoms.info["vacancies"] == 1 and len(atoms) % 2 == 1 and len(atoms) >= 15
+    for atoms in by_kind["diamond-interstitial"]:
+        assert atoms.info["interstitials"] == 1 and len(atoms) % 2 == 1
+    assert all(atoms.info["lattice"] == "diamond" for atoms in configurations)
+    assert any("relaxed_with" in atoms.info for atoms in configurations)

@@ -33,6 +33,10 @@ class DataConfig:
     ASE database; it is split with the same fractions and seed as si-pbe.
     ``max_train``/``max_val``/``max_test`` keep a random n of a split (drawn with the
     split seed): for quick runs; None keeps all.
+    ``extra_pool``: extxyz files (compressed or not) of configurations without DFT labels
+    that join the ``unlabeled`` pool, for the strategies' EIP labels only (e.g.
+    ``data/si-eip-pool/pool.extxyz.xz``: strained diamond and defects for si-pbe); the DFT
+    splits do not change.
     """
 
     path: Optional[str] = None
@@ -41,6 +45,7 @@ class DataConfig:
     max_train: Optional[int] = None
     max_val: Optional[int] = None
     max_test: Optional[int] = None
+    extra_pool: Optional[list] = None
 
 
 @dataclass
@@ -350,6 +355,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(
             f"config key 'pretrain.max_unlabeled' must be >= 1 or null, got {config.pretrain.max_unlabeled}"
         )
+    extra_pool = config.data.extra_pool
+    if extra_pool is not None and not all(isinstance(p, str) and p for p in extra_pool):
+        raise ConfigError(f"config key 'data.extra_pool' must be a list of file paths, got {extra_pool!r}")
     for key in ("max_train", "max_val", "max_test"):
         value = getattr(config.data, key)
         if value is not None and value < 1:

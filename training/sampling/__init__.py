@@ -1,4 +1,4 @@
-"""Configurations to label, sampled with the EIPs: strained fcc/hcp/bcc cells, vacancies,
+"""Configurations to label, sampled with the EIPs: strained fcc/hcp/bcc (and diamond) cells, vacancies,
 surfaces, and hot-solid, liquid and solid–liquid MD (Langevin, KIM EAM), 4–32 atoms,
 distinct, reproducible from a seed.
 

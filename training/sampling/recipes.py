@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 
+from . import diamond
 from .defects import FACETS, slab, vacancies
 from .lattices import LATTICES, rattle, set_species, strain, supercell
 from .md import solid_liquid_snapshots, thermal_snapshots
@@ -26,6 +27,7 @@ class System:
     same volume per atom). ``md_eip``: the EIP (catalogue short name) the MD runs with.
     ``min_distance_angstrom``: configurations with two atoms closer are rejected.
     ``plan``: kind -> how many configurations of it a full-size pool holds.
+    ``diamond_a_angstrom``: the diamond lattice constant (the ``diamond-*`` kinds only).
     """
 
     name: str
@@ -37,6 +39,7 @@ class System:
     interface_K: tuple[float, float]
     min_distance_angstrom: float
     plan: dict[str, int]
+    diamond_a_angstrom: float = 0.0
 
 
 _PLAN = {
@@ -74,6 +77,30 @@ SYSTEMS: dict[str, System] = {
         interface_K=(1050.0, 1400.0),
         min_distance_angstrom=2.1,
         plan=dict(_PLAN),
+    ),
+    # Not a DFT data set: configurations that widen si-pbe's EIP-only pool with the regions
+    # a property card probes (issue 22; data/si-eip-pool). Solid MD stays below SW's melting
+    # point (~1,690 K), the liquid above it.
+    "si": System(
+        name="si",
+        species=("Si",),
+        fcc_a_angstrom=3.87,  # PBE fcc Si; unused by the diamond kinds
+        md_eip="si/sw-bht",
+        solid_K=(300.0, 1400.0),
+        liquid_K=(1900.0, 2500.0),
+        interface_K=(1600.0, 1700.0),
+        min_distance_angstrom=2.0,
+        plan={
+            "diamond-strain": 350,
+            "diamond-shear": 250,
+            "diamond-vacancy": 150,
+            "diamond-interstitial": 100,
+            "diamond-surface": 100,
+            "md-diamond": 200,
+            "md-diamond-vacancy": 100,
+            "md-diamond-liquid": 50,
+        },
+        diamond_a_angstrom=5.469,  # VASP-PBE, as si-pbe (training/validation/references.yaml)
     ),
 }
 
@@ -171,4 +198,15 @@ RECIPES: dict[str, Callable[[System, np.random.Generator], list[Atoms]]] = {
     "md-vacancy": _md(_vacancy_cell, "solid_K"),
     "md-surface": _md(_slab, "solid_K"),
     "md-solid-liquid": _solid_liquid,
+    # diamond kinds after the others: a kind's random stream is its position here
+    "diamond-strain": diamond.strained,
+    "diamond-shear": diamond.sheared,
+    "diamond-vacancy": diamond.vacancy,
+    "diamond-interstitial": diamond.interstitial,
+    "diamond-surface": diamond.surface,
+    "md-diamond": diamond.md(diamond.solid_start, "solid_K", MD_SNAPSHOTS),
+    "md-diamond-vacancy": diamond.md(diamond.vacancy_cell, "solid_K", MD_SNAPSHOTS),
+    "md-diamond-liquid": diamond.md(
+        diamond.liquid_start, "liquid_K", MD_SNAPSHOTS, scale_range=(0.96, 0.99), equilibration=800
+    ),
 }

@@ -77,6 +77,7 @@ def prepare_data(config: RunConfig) -> TrainingData:
     split = load_split_dataset(
         data.path, data.si_pbe_dir, data.split_seed,
         {"train": data.max_train, "val": data.max_val, "test": data.max_test},
+        data.extra_pool,
     )
     species = list(config.model.species) if config.model.species else split.dataset.symbols()
     # Rank 0 builds (or finds) the cached graphs first; the other ranks then read them.
