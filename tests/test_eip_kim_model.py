@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import parameters as emt_parameters
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.kim import KIM
 
 from eipnn_training.eip import EIPCalculator, UnsupportedSpecies
@@ -143,3 +144,21 @@ def test_reused_model_buffers_give_what_a_fresh_model_gives():
             np.testing.assert_array_equal(got[1], forces)
         else:
             assert got[1] is None
+
+
+def test_eip_stress_is_ases_kim_virial_and_refused_without_a_cell():
+    atoms = bulk("Si", "diamond", a=5.3).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    shear = np.array([[0.01, 0.02, 0.0], [0.02, -0.01, 0.005], [0.0, 0.005, 0.0]])
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + shear), scale_atoms=True)
+    atoms.calc = EIPCalculator(SW_1985)
+    stress = atoms.get_stress()
+    reference = atoms.copy()
+    reference.calc = KIM(SW_1985)  # the SW driver's own virial
+    assert np.abs(stress).max() > 1e-3
+    assert np.allclose(stress, reference.get_stress(), atol=1e-7, rtol=1e-6)
+    slab = atoms.copy()
+    slab.pbc = (True, True, False)
+    slab.calc = EIPCalculator(SW_1985)
+    with pytest.raises(PropertyNotImplementedError, match="periodic in all three"):
+        slab.get_stress()
