@@ -60,6 +60,8 @@ def test_resolved_config_round_trips(tmp_path):
     ("train: 3\n", "config key 'train' must be a mapping"),
     ("train: {epochs: 0}\n", "config key 'train.epochs' must be > 0"),
     ("data: {max_val: 0}\n", "config key 'data.max_val' must be >= 1"),
+    ("data: {extra_pool: pool.xyz}\n", "config key 'data.extra_pool' must be list, got str"),
+    ("data: {extra_pool: [3]}\n", "config key 'data.extra_pool' must be a list of file paths"),
     ("train: {dtype: float16}\n", "config key 'train.dtype' must be one of"),
     ("train: {compile: true, force_weight: 0.1}\n", "'train.compile' needs train.force_weight 0"),
 ])
@@ -112,6 +114,15 @@ def test_force_examples_train_on_forces(name):
     assert config.train.force_weight > 0 and not config.train.compile
     assert (config.pretrain.force_weight > 0) == (config.strategy in ("mp", "mp+la"))
     assert (config.la.force_weight > 0) == (config.strategy == "la")
+
+
+def test_the_widened_soapnet_example_trains_forces_on_the_committed_eip_pool():
+    """The shipped SOAPNet's recipe: EIP energies of the widened pool, then DFT forces."""
+    config = load_config(EXAMPLES / "si_pbe_soapnet_mp_forces.yaml")
+    check_choices(config, STRATEGIES)
+    assert config.strategy == "mp" and config.train.force_weight == 10.0 and config.pretrain.force_weight == 0.0
+    assert config.data.path is None and config.data.extra_pool == ["data/si-eip-pool/pool.extxyz.xz"]
+    assert (EXAMPLES.parent / config.data.extra_pool[0]).is_file()
 
 
 def test_force_weight_defaults_and_checks(tmp_path):
