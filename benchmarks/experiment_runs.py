@@ -123,14 +123,19 @@ def la_diagnostics_row(seed: int, info: dict) -> str:
             f"{outliers['num_graded']} ({bins}) | {info['alpha']:g} | {curve} |")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, tag: str) -> None:
-    """The options every experiment script takes: overrides for every run, the baseline
-    config, the split seeds, run names (``<prefix><tag>_s<seed>``), where the runs are,
-    and the results file whose section is rewritten."""
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every experiment script takes: overrides for every run, the split seeds,
+    where the runs are, and the results file whose section is rewritten."""
     parser.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
-    parser.add_argument("--baseline-config", default="examples/si_pbe_schnet_baseline.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--prefix", default="si_pbe_schnet_", help=f"run names: <prefix>{tag}_s1, ...")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the results section")
     parser.add_argument("--results", default="docs/results.md")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, tag: str) -> None:
+    """``add_common_arguments`` and, for the SchNet strategy scripts, the baseline config and
+    the run names (``<prefix><tag>_s<seed>``)."""
+    add_common_arguments(parser)
+    parser.add_argument("--baseline-config", default="examples/si_pbe_schnet_baseline.yaml")
+    parser.add_argument("--prefix", default="si_pbe_schnet_", help=f"run names: <prefix>{tag}_s1, ...")

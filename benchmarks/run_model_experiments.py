@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiment_runs import (LA_DIAGNOSTICS_HEADER, change, change_on_shared_seeds, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
+from experiment_runs import (LA_DIAGNOSTICS_HEADER, add_common_arguments, change, change_on_shared_seeds, la_diagnostics_row, mean_std, publish, read,  # benchmarks/
                              run_once)
 
 TAGS = {"baseline": "baseline", "LA": "la", "MP": "mp", "MP+LA": "mp_la"}  # label -> run-name tag
@@ -102,12 +102,8 @@ def report(name: str, runs_dir: Path, seeds: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
+    add_common_arguments(p)
     p.add_argument("--model", choices=sorted(MODELS), required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--report-only", action="store_true", help="only rewrite the results section")
-    p.add_argument("--results", default="docs/results.md")
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not args.report_only:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiment_runs import publish, read, run_once  # benchmarks/
+from experiment_runs import add_common_arguments, publish, read, run_once  # benchmarks/
 
 BEGIN, END = "<!-- wide-pool:begin -->", "<!-- wide-pool:end -->"
 CONFIG = "examples/si_pbe_soapnet_mp_forces.yaml"
@@ -76,11 +76,7 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="key=value for every run (e.g. device=cuda)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--report-only", action="store_true", help="only rewrite the results section")
-    p.add_argument("--results", default="docs/results.md")
+    add_common_arguments(p)
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not args.report_only:

@@ -17,8 +17,8 @@ from ase import Atoms
 from ase.build import bulk, diamond100, diamond111
 
 from .defects import VACUUM_ANGSTROM, vacancies
-from .lattices import rattle, repetitions, strain
-from .md import _calculator, thermal_snapshots
+from .lattices import rattle, repeated, strain
+from .md import _calculator
 
 if TYPE_CHECKING:  # recipes.py imports this module
     from .recipes import System
@@ -29,16 +29,11 @@ _DIAMOND_SURFACES = {"100": diamond100, "111": diamond111}
 
 
 def diamond_cell(system: "System", rng: np.random.Generator, min_atoms: int, max_atoms: int) -> Atoms:
-    """A random diamond supercell of the primitive (2-atom) or cubic (8-atom) cell; sizes
-    drawn uniformly among those reachable, as ``lattices.supercell`` does."""
+    """A random diamond supercell of the primitive (2-atom) or cubic (8-atom) cell, drawn as
+    ``lattices.supercell`` draws the others."""
     a = system.diamond_a_angstrom
     units = [bulk(system.species[0], "diamond", a=a), bulk(system.species[0], "diamond", a=a, cubic=True)]
-    options = [(unit, r) for unit in units for r in repetitions(len(unit), min_atoms, max_atoms)]
-    sizes = sorted({len(unit) * int(np.prod(r)) for unit, r in options})
-    size = sizes[rng.integers(len(sizes))]
-    shapes = [(unit, r) for unit, r in options if len(unit) * int(np.prod(r)) == size]
-    unit, r = shapes[rng.integers(len(shapes))]
-    cell = unit.repeat(r)
+    cell = repeated(units, rng, min_atoms, max_atoms)
     cell.info["lattice"] = "diamond"
     return cell
 
@@ -123,18 +118,6 @@ def surface_slab(system: "System", rng: np.random.Generator) -> Atoms:
 def surface(system: "System", rng: np.random.Generator) -> list[Atoms]:
     cell = _relaxed(surface_slab(system, rng), system, rng)
     return [rattle(cell, rng, 0.05)]
-
-
-def md(start, temperatures: str, snapshots: int, scale_range=(0.99, 1.02), equilibration=400):
-    """Langevin MD with the system's EIP from ``start``, ``snapshots`` frames."""
-    def draw(system: "System", rng: np.random.Generator) -> list[Atoms]:
-        atoms = start(system, rng)
-        if atoms.pbc.all():
-            atoms = strain(atoms, rng, max_strain=0.0, scale_range=scale_range)
-        temperature = rng.uniform(*getattr(system, temperatures))
-        return thermal_snapshots(atoms, system.md_eip, temperature, rng, snapshots, equilibration)
-
-    return draw
 
 
 def solid_start(system: "System", rng: np.random.Generator) -> Atoms:

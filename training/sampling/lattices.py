@@ -55,18 +55,20 @@ def supercell(
     is drawn uniformly among the sizes reachable, then a shape of that size: so small cells
     are as common as large ones."""
     a = lattice_constant_angstrom(lattice, fcc_a_angstrom)
-    options = [
-        (unit, r)
-        for unit in _unit_cells(lattice, a, symbol)
-        for r in repetitions(len(unit), min_atoms, max_atoms)
-    ]
+    cell = repeated(_unit_cells(lattice, a, symbol), rng, min_atoms, max_atoms)
+    cell.info["lattice"] = lattice
+    return cell
+
+
+def repeated(units: list[Atoms], rng: np.random.Generator, min_atoms: int, max_atoms: int) -> Atoms:
+    """One of ``units`` repeated diagonally to ``min_atoms..max_atoms`` atoms: first a size
+    drawn uniformly among the sizes reachable, then a shape of that size."""
+    options = [(unit, r) for unit in units for r in repetitions(len(unit), min_atoms, max_atoms)]
     sizes = sorted({len(unit) * int(np.prod(r)) for unit, r in options})
     size = sizes[rng.integers(len(sizes))]
     shapes = [(unit, r) for unit, r in options if len(unit) * int(np.prod(r)) == size]
     unit, r = shapes[rng.integers(len(shapes))]
-    cell = unit.repeat(r)
-    cell.info["lattice"] = lattice
-    return cell
+    return unit.repeat(r)
 
 
 def strain(atoms: Atoms, rng: np.random.Generator, max_strain: float, scale_range) -> Atoms:

@@ -204,9 +204,7 @@ RECIPES: dict[str, Callable[[System, np.random.Generator], list[Atoms]]] = {
     "diamond-vacancy": diamond.vacancy,
     "diamond-interstitial": diamond.interstitial,
     "diamond-surface": diamond.surface,
-    "md-diamond": diamond.md(diamond.solid_start, "solid_K", MD_SNAPSHOTS),
-    "md-diamond-vacancy": diamond.md(diamond.vacancy_cell, "solid_K", MD_SNAPSHOTS),
-    "md-diamond-liquid": diamond.md(
-        diamond.liquid_start, "liquid_K", MD_SNAPSHOTS, scale_range=(0.96, 0.99), equilibration=800
-    ),
+    "md-diamond": _md(diamond.solid_start, "solid_K", scale_range=(0.99, 1.02)),
+    "md-diamond-vacancy": _md(diamond.vacancy_cell, "solid_K", scale_range=(0.99, 1.02)),
+    "md-diamond-liquid": _md(diamond.liquid_start, "liquid_K", scale_range=(0.96, 0.99), equilibration=800),
 }
