@@ -81,7 +81,7 @@ def test_bad_overrides_and_missing_file_fail(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("strategy=magic", "config key 'strategy' is 'magic'; known: baseline"),
-    ("model.kind=transformer", "config key 'model.kind' is 'transformer'; known: cgcnn, schnet, soapnet"),
+    ("model.kind=transformer", "config key 'model.kind' is 'transformer'; known: cgcnn, gemnet, schnet, soapnet"),
     ("train.schedule=cosine", "config key 'train.schedule' is 'cosine'"),
 ])
 def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override, message):

@@ -46,6 +46,10 @@ SI_LATTICE_ANGSTROM = 5.43
 SMALL_MODELS = {  # kind -> hyper-parameters of a small 2-layer model
     "schnet": {"num_features": 16, "num_interactions": 2, "num_rbf": 16},
     "cgcnn": {"num_features": 16, "num_layers": 2, "num_rbf": 16},
+    # 2 blocks: a receptive field of 3 cutoffs (gemnet.py), influence distance 15 Å
+    "gemnet": {"num_blocks": 2, "atom_features": 16, "edge_features": 16, "triplet_features": 8,
+               "rbf_features": 8, "cbf_features": 8, "bilinear_features": 8, "num_spherical": 4, "num_radial": 4,
+               "num_atom_layers": 1},
 }
 
 
@@ -176,6 +180,23 @@ def test_ase_kim_equals_eipnn_calculator_for_a_cgcnn(cgcnn_model, repeat):
     name, path = cgcnn_model
     cell = bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM, cubic=repeat > 1)
     assert_same_results(rattled(cell.repeat((repeat,) * 3), seed=7), name, path)
+
+
+def test_ase_kim_equals_eipnn_calculator_for_a_gemnet(kim_environment):
+    """GemNet's two-hop messages (issue 19) through the driver, folded onto the box atoms and
+    over the explicit padding, whose depth (blocks + 1 cutoffs) makes the contributing atoms
+    exact although every block runs over every edge."""
+    path = install_model(kim_environment, "eipnn_test_Si_gemnet", ["Si"], kind="gemnet")
+    install_model(kim_environment, "eipnn_test_Si_gemnet_padded", ["Si"], "--periodic-images", "evaluate",
+                  kind="gemnet")
+    atoms = rattled(bulk("Si", "diamond", a=SI_LATTICE_ANGSTROM), seed=8)
+    assert_same_results(atoms, "eipnn_test_Si_gemnet", path)
+    reference = evaluate(EIPNNCalculator(path), atoms, ["energy", "forces", "stress"])
+    padded = evaluate(KIM("eipnn_test_Si_gemnet_padded"), atoms, ["energy", "forces", "stress"])
+    assert driver_modes(Path("kim.log"))[-1].startswith(PADDED)
+    assert padded["energy"] == pytest.approx(reference["energy"], rel=1e-10)
+    np.testing.assert_allclose(padded["forces"], reference["forces"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(padded["stress"], reference["stress"], rtol=0, atol=1e-9)
 
 
 def test_a_committee_runs_through_kim_as_its_mean(kim_environment):

@@ -92,6 +92,9 @@ SMALL_HYPER = {
     "schnet": {"num_features": 16, "num_interactions": 2, "num_rbf": 16},
     "cgcnn": {"num_features": 16, "num_layers": 2, "num_rbf": 16},
     "soapnet": {"n_max": 3, "l_max": 2},
+    "gemnet": {"num_blocks": 1, "atom_features": 8, "edge_features": 8, "triplet_features": 4, "rbf_features": 4,
+               "cbf_features": 4, "bilinear_features": 4, "num_spherical": 3, "num_radial": 4, "num_atom_layers": 1,
+               "triplet_cutoff_angstrom": 3.0},
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .cgcnn import CGCNN
+from .gemnet import GemNet
 from .potential import AtomwiseHead, Potential
 from .schnet import SchNet
 from .soapnet import SOAPNet
@@ -35,8 +36,12 @@ def _cgcnn(spec: ModelSpec) -> nn.Module:
     return CGCNN(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
 
 
+def _gemnet(spec: ModelSpec) -> nn.Module:
+    return GemNet(len(spec.species), spec.cutoff_angstrom, **spec.hyperparameters)
+
+
 REPRESENTATIONS: dict[str, Callable[[ModelSpec], nn.Module]] = {"schnet": _schnet, "soapnet": _soapnet,
-                                                               "cgcnn": _cgcnn}
+                                                               "cgcnn": _cgcnn, "gemnet": _gemnet}
 
 
 def build_representation(spec: ModelSpec) -> nn.Module:
