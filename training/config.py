@@ -82,7 +82,9 @@ class TrainConfig:
     compile of ~20 s per process). ``committee`` > 1 (baseline and MP): train that many
     members, seeds ``seed``, ``seed + 1``, ..., together on the same batches
     (``training.train.ensemble``), exported as one committee model file whose spread the
-    calculator returns (``energy_std``, ``forces_std``)."""
+    calculator returns (``energy_std``, ``forces_std``). ``max_atoms_per_pass``: a batch with
+    more atoms runs its step in passes of at most that many (the same gradient, bounded
+    memory, a second forward per pass: ``training.train.passes``); None = one pass."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -96,6 +98,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     compile: bool = False
     committee: int = 1
+    max_atoms_per_pass: Optional[int] = None
 
 
 @dataclass
@@ -349,6 +352,10 @@ def validate(config: RunConfig) -> None:
                           f"not '{config.strategy}' (its alpha search already trains an ensemble)")
     if t.committee > 1 and t.compile:
         raise ConfigError("config key 'train.committee' > 1 trains in eager mode: set train.compile=false")
+    if t.max_atoms_per_pass is not None and (isinstance(t.max_atoms_per_pass, bool)
+                                             or not isinstance(t.max_atoms_per_pass, int) or t.max_atoms_per_pass < 1):
+        raise ConfigError(f"config key 'train.max_atoms_per_pass' must be a whole number >= 1 or null, "
+                          f"got {t.max_atoms_per_pass!r}")
     if config.pretrain.lr_ratio < 1:
         raise ConfigError(f"config key 'pretrain.lr_ratio' must be >= 1, got {config.pretrain.lr_ratio}")
     if config.pretrain.max_unlabeled is not None and config.pretrain.max_unlabeled < 1:

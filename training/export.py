@@ -13,6 +13,7 @@ from eipnn_calc.model_file import DTYPES, ModelMetadata, save_model
 from .models.build import ModelSpec
 from .models.committee import Committee
 from .models.potential import Potential
+from .models.rematerialized import RematerializedPotential
 from .models.tabulated import table_of, tabulated
 
 
@@ -66,4 +67,6 @@ def _inference_copy(potential: Potential, exact: bool, spacing_angstrom: float |
     inference = copy.deepcopy(potential).to(torch.float64)  # tables from float64 weights, cast once after
     if not exact:
         inference.representation = tabulated(inference.representation, inference.cutoff, spacing_angstrom)
+    if hasattr(inference.representation, "edge_gradients"):  # GemNet: one block's graph at a time
+        inference = RematerializedPotential.of(inference)
     return inference

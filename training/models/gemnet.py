@@ -182,6 +182,14 @@ class InteractionBlock(nn.Module):
         m = rescaled(m + self.concat_residuals(self.concat(pair)))
         return h, m
 
+    def run(self, h: torch.Tensor, m: torch.Tensor, features: torch.Tensor, geometry: List[torch.Tensor],
+            triplet_edges: torch.Tensor, into: torch.Tensor, source: torch.Tensor, receivers: torch.Tensor,
+            senders: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(h, m, features plus this block's output) from ``GemNet.geometry``'s list."""
+        h, m = self(h, m, geometry[1], geometry[4], geometry[5], geometry[6], triplet_edges, into, source,
+                    geometry[2], receivers, senders)
+        return h, m, features + self.output(m, geometry[3], receivers, h.shape[0])
+
 
 class GemNet(nn.Module):
     """GemNet-T: per-atom features [N, atom_features] from species and edge vectors. The
@@ -259,24 +267,98 @@ class GemNet(nn.Module):
         """``layer_edges`` is accepted for the common signature and not used: every block
         runs over every edge given (``num_layers`` is set so that this is exact)."""
         receivers, senders = edge_index[0], edge_index[1]
-        num_atoms = species.shape[0]
-        rbf = self.rbf(lengths) * self.envelope(lengths).unsqueeze(1)  # [E, R]
-        triplet_edges = torch.nonzero(lengths.detach() < self.triplet_cutoff).squeeze(1)  # [E_t]
-        into, source = triplet_index(receivers.index_select(0, triplet_edges), num_atoms)  # [T] in 0..E_t
+        triplet_edges, into, source = self.triplets_of(receivers, lengths, species.shape[0])
+        geometry = self.geometry(vectors, lengths, triplet_edges, into, source)
+        h, m, features = self.embed(species, receivers, senders, geometry)
+        for block in self.blocks:
+            h, m, features = block.run(h, m, features, geometry, triplet_edges, into, source,
+                                            receivers, senders)
+        return features
+
+    def triplets_of(self, receivers: torch.Tensor, lengths: torch.Tensor,
+                    num_atoms: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(triplet edges [E_t] among the edges, into [T], source [T] among the triplet edges)."""
+        triplet_edges = torch.nonzero(lengths.detach() < self.triplet_cutoff).squeeze(1)
+        into, source = triplet_index(receivers.index_select(0, triplet_edges), num_atoms)
+        return triplet_edges, into, source
+
+    def geometry(self, vectors: torch.Tensor, lengths: torch.Tensor, triplet_edges: torch.Tensor,
+                 into: torch.Tensor, source: torch.Tensor) -> List[torch.Tensor]:
+        """What every block reads of the geometry: [rbf [E, R], rbf3, rbf_h, rbf_out [E, rbf_features],
+        cbf [E_t, C, S], angular [T, S], triplet envelope [E_t]]."""
+        rbf = self.rbf(lengths) * self.envelope(lengths).unsqueeze(1)
         triplet_lengths = lengths.index_select(0, triplet_edges)
         units = vectors.index_select(0, triplet_edges) / triplet_lengths.unsqueeze(1)
         cosines = (units.index_select(0, into) * units.index_select(0, source)).sum(1)
-        angular = self.angular(cosines)  # [T, S]
-        triplet_envelope = self.triplet_envelope(triplet_lengths)  # [E_t]
+        triplet_envelope = self.triplet_envelope(triplet_lengths)
         triplet_rbf = self.triplet_rbf(triplet_lengths) * triplet_envelope.unsqueeze(1)
-        cbf = (triplet_rbf @ self.cbf_down).reshape(-1, self.cbf_features, self.num_spherical)  # [E_t, C, S]
+        cbf = (triplet_rbf @ self.cbf_down).reshape(-1, self.cbf_features, self.num_spherical)
+        return [rbf, self.rbf3(rbf), self.rbf_h(rbf), self.rbf_out(rbf), cbf, self.angular(cosines), triplet_envelope]
 
+    def embed(self, species: torch.Tensor, receivers: torch.Tensor, senders: torch.Tensor,
+              geometry: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(h [N, A], m [E, F_e], the first output's features [N, A])."""
         h = self.embedding(species)
-        m = self.edge_embedding(torch.cat([h.index_select(0, receivers), h.index_select(0, senders), rbf], dim=1))
-        rbf3, rbf_h, rbf_out = self.rbf3(rbf), self.rbf_h(rbf), self.rbf_out(rbf)
-        features = self.output(m, rbf_out, receivers, num_atoms)
-        for block in self.blocks:
-            h, m = block(h, m, rbf3, cbf, angular, triplet_envelope, triplet_edges, into, source, rbf_h,
-                         receivers, senders)
-            features = features + block.output(m, rbf_out, receivers, num_atoms)
-        return features
+        m = self.edge_embedding(torch.cat([h.index_select(0, receivers), h.index_select(0, senders), geometry[0]],
+                                          dim=1))
+        return h, m, self.output(m, geometry[3], receivers, species.shape[0])
+
+    def edge_gradients(self, species: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
+                       features_gradient: torch.Tensor) -> torch.Tensor:
+        """dE/dr_e [E, 3] given dE/dfeatures [N, A], by rematerialisation: a forward pass
+        without a graph keeps only each block's input (h, m); then, from the last block back,
+        each block is run again with its graph, differentiated and dropped. Peak memory is
+        one block's graph plus the blocks' inputs, instead of every block's graph at once
+        (~5x less at 4 blocks). ``vectors``: the edges inside the cutoff, detached."""
+        receivers, senders = edge_index[0], edge_index[1]
+        edges = vectors.detach().requires_grad_(True)
+        lengths = torch.linalg.vector_norm(edges, dim=1)
+        triplet_edges, into, source = self.triplets_of(receivers, lengths, species.shape[0])
+        # The geometry's graph is kept (it is small) and entered once at the end; the blocks
+        # read detached copies, so that a gradient by one entry (rbf) does not also hold the
+        # paths through another computed from it (rbf3 = W rbf).
+        computed = self.geometry(edges, lengths, triplet_edges, into, source)
+        geometry = [g.detach().requires_grad_(True) for g in computed]
+        inputs: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        with torch.no_grad():
+            h, m, features = self.embed(species, receivers, senders, geometry)
+            for block in self.blocks:
+                inputs.append((h, m))
+                h, m, features = block.run(h, m, features, geometry, triplet_edges, into, source,
+                                                receivers, senders)
+        geometry_gradients: List[Optional[torch.Tensor]] = [None for _ in geometry]
+        h_gradient, m_gradient = torch.zeros_like(h), torch.zeros_like(m)
+        for k in range(len(inputs) - 1, -1, -1):
+            for j, backward_block in enumerate(self.blocks):  # TorchScript: a ModuleList has no [k]
+                if j == k:
+                    h_in = inputs[k][0].detach().requires_grad_(True)
+                    m_in = inputs[k][1].detach().requires_grad_(True)
+                    h_out, m_out, out = backward_block.run(h_in, m_in, torch.zeros_like(features_gradient),
+                                                       geometry, triplet_edges, into, source, receivers, senders)
+                    scalar = (out * features_gradient).sum() + (h_out * h_gradient).sum() + (m_out * m_gradient).sum()
+                    grads = torch.autograd.grad([scalar], [h_in, m_in] + geometry, allow_unused=True)
+                    h_grad, m_grad = grads[0], grads[1]
+                    h_gradient = torch.zeros_like(h) if h_grad is None else h_grad
+                    m_gradient = torch.zeros_like(m) if m_grad is None else m_grad
+                    accumulate(geometry_gradients, grads[2:])
+        h_out, m_out, out = self.embed(species, receivers, senders, geometry)
+        scalar = (out * features_gradient).sum() + (h_out * h_gradient).sum() + (m_out * m_gradient).sum()
+        accumulate(geometry_gradients, torch.autograd.grad([scalar], geometry, allow_unused=True))
+        used: List[torch.Tensor] = []
+        cotangents: List[Optional[torch.Tensor]] = []
+        for g in range(len(geometry)):
+            gradient = geometry_gradients[g]
+            if gradient is not None:
+                used.append(computed[g])
+                cotangents.append(gradient)
+        (result,) = torch.autograd.grad(used, [edges], cotangents, allow_unused=True)
+        return torch.zeros_like(edges) if result is None else result
+
+
+def accumulate(totals: List[Optional[torch.Tensor]], gradients: List[Optional[torch.Tensor]]) -> None:
+    """totals[g] += gradients[g], where either may be None (unused)."""
+    for g in range(len(totals)):
+        gradient = gradients[g]
+        if gradient is not None:
+            total = totals[g]
+            totals[g] = gradient if total is None else total + gradient

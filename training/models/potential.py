@@ -140,7 +140,15 @@ class Potential(nn.Module):
         )[:, 0]
         energies = energies * node_mask.to(energies.dtype)
         energy = energies.sum()
-        forces, virial, edge_gradients = forces_and_virial(energy, positions, vectors)
+        return self.outputs(energy, energies, energy, positions, vectors, edge_shift, kept)
+
+    def outputs(self, energy: torch.Tensor, energies: torch.Tensor, differentiated: torch.Tensor,
+                positions: torch.Tensor, vectors: torch.Tensor, edge_shift: torch.Tensor,
+                kept: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The model file's outputs; forces, virial and edge gradients are those of
+        ``differentiated`` (the energy, or a stand-in with its derivatives:
+        ``rematerialized.RematerializedPotential``)."""
+        forces, virial, edge_gradients = forces_and_virial(differentiated, positions, vectors)
         if kept is not None:  # back onto the edges as given
             edge_gradients = torch.zeros_like(edge_shift).index_copy(0, kept, edge_gradients)
         return {

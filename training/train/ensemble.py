@@ -28,7 +28,7 @@ from ..data.batching import BatchLoader
 from ..models.potential import Potential
 from .checkpoint import ResumeError, load_state
 from ..distributed import barrier
-from .loop import FitResult, FitSettings, _step_loss, global_loss, save_on_main, step_energies
+from .loop import FitResult, FitSettings, _step_backward, global_loss, save_on_main, step_energies
 
 # Settings every member must share: they shape the one pass over the data.
 SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
@@ -123,9 +123,7 @@ def fit_ensemble(
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, first.dtype)
             for m, total in zip(members, sums):
-                loss = _step_loss(m.potential, batch, m.settings, m.energies)
-                m.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = _step_backward(m.potential, batch, m.settings, m.energies)
                 torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
                 m.optimizer.step()
                 m.scheduler.step()

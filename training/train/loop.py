@@ -22,6 +22,7 @@ from ..models.derivatives import predicted_forces
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
+from .passes import backward_in_passes
 from .metrics import AtomicEnergies, batch_energies, energy_metrics
 from .schedules import ScheduleBuilder, linear_decay
 
@@ -46,6 +47,7 @@ class FitSettings:
     schedule: ScheduleBuilder = linear_decay
     evaluate: Evaluate = energy_metrics
     compile: bool = False  # torch.compile the training steps (energy-only)
+    max_atoms_per_pass: Optional[int] = None  # a larger batch's step runs in passes (train/passes.py)
 
     def force_term(self) -> Optional[ForceLoss]:
         """The force term of the loss, or None for energy-only training."""
@@ -79,6 +81,29 @@ def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
     return settings.loss(energies, batch) + force_term(forces, batch)
 
 
+def _step_backward(potential: Potential, batch: Batch, settings: FitSettings,
+                   atomic_energies: AtomicEnergies | None = None) -> torch.Tensor:
+    """The step's loss, its weight gradient in ``.grad`` (zeroed first): in one pass, or in
+    passes of ``settings.max_atoms_per_pass`` atoms when the batch has more."""
+    for parameter in potential.parameters():
+        parameter.grad = None
+    limit = settings.max_atoms_per_pass
+    if limit is None or batch.positions.shape[0] <= limit:
+        loss = _step_loss(potential, batch, settings, atomic_energies)
+        loss.backward()
+        return loss
+    force_term = settings.force_term()
+    if force_term is not None and batch.forces is None:
+        raise ValueError("the loss has a force term but the batch has no force labels")
+
+    def loss_of(energies: torch.Tensor, forces: Optional[torch.Tensor], whole: Batch) -> torch.Tensor:
+        loss = settings.loss(energies, whole)
+        return loss if force_term is None else loss + force_term(forces, whole)
+
+    return backward_in_passes(potential, batch, loss_of, force_term is not None, limit, atomic_energies,
+                              settings.batched_force_gradients)
+
+
 def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> AtomicEnergies | None:
     """``potential.atomic_energies`` through ``torch.compile`` when asked (None otherwise).
 
@@ -110,6 +135,9 @@ def fit(
 ) -> FitResult:
     """Train ``potential`` in place; at the end it holds the best validation weights."""
     device = torch.device(settings.device)
+    if settings.max_atoms_per_pass is not None and world().distributed:
+        raise ValueError("train.max_atoms_per_pass is for one process; under torchrun each rank's batch is "
+                         "already its share (lower train.batch_size or add ranks)")
     potential.to(device=device, dtype=settings.dtype)
     atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device)
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
@@ -135,9 +163,7 @@ def fit(
         potential.train()
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, settings.dtype)
-            loss = _step_loss(potential, batch, settings, atomic_energies)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = _step_backward(potential, batch, settings, atomic_energies)
             torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.grad_clip)
             optimizer.step()
             scheduler.step()

@@ -49,7 +49,7 @@ def pretrain_settings(config: RunConfig) -> FitSettings:
         epochs=p.epochs, lr=p.lr, lr_final=p.lr / p.lr_ratio, grad_clip=p.grad_clip,
         device=config.device, dtype=DTYPES[config.train.dtype], monitor=MONITOR,
         progress=config.progress, loss=multitask_mse, schedule=slanted_triangular,
-        evaluate=eip_metrics, compile=config.train.compile,
+        evaluate=eip_metrics, compile=config.train.compile, max_atoms_per_pass=config.train.max_atoms_per_pass,
     )
     if p.force_weight > 0:
         metrics = EnergyForceMetrics(p.force_weight, eip_metrics, MONITOR, "val_eip_")
