@@ -92,10 +92,10 @@ def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override,
               "--debug"])  # --debug: the error is raised, not printed
 
 
-PAPER_EXAMPLES = [f"si_pbe_{model}_{strategy}.yaml" for model in ("schnet", "soapnet")
+PAPER_EXAMPLES = [f"si_pbe_{model}_{strategy}.yaml" for model in ("schnet", "soapnet", "cgcnn", "gemnet")
                   for strategy in ("baseline", "la", "mp", "mp_la")]
 FORCE_EXAMPLES = ["si_pbe_schnet_forces.yaml", "si_pbe_soapnet_forces.yaml", "si_pbe_schnet_la_forces.yaml",
-                  "si_pbe_schnet_mp_forces.yaml"]
+                  "si_pbe_schnet_mp_forces.yaml", "si_pbe_cgcnn_forces.yaml", "si_pbe_gemnet_forces.yaml"]
 
 
 @pytest.mark.parametrize("name", PAPER_EXAMPLES)
@@ -114,6 +114,14 @@ def test_force_examples_train_on_forces(name):
     assert config.train.force_weight > 0 and not config.train.compile
     assert (config.pretrain.force_weight > 0) == (config.strategy in ("mp", "mp+la"))
     assert (config.la.force_weight > 0) == (config.strategy == "la")
+
+
+def test_max_atoms_per_pass_is_checked():
+    for bad, message in ((0, "must be a whole number >= 1 or null, got 0"), (-3, "must be a whole number >= 1 or null, got -3"),
+                         (2.5, "must be int, got float")):
+        with pytest.raises(ConfigError, match=f"train.max_atoms_per_pass' {message}"):
+            load_config(EXAMPLES / "si_pbe_gemnet_forces.yaml", [f"train.max_atoms_per_pass={bad}"])
+    assert load_config(EXAMPLES / "si_pbe_gemnet_forces.yaml", ["train.max_atoms_per_pass=256"]).train.max_atoms_per_pass == 256
 
 
 def test_the_widened_soapnet_example_trains_forces_on_the_committed_eip_pool():
