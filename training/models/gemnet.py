@@ -303,13 +303,32 @@ class GemNet(nn.Module):
                                           dim=1))
         return h, m, self.output(m, geometry[3], receivers, species.shape[0])
 
+    def features_and_block_inputs(self, species: torch.Tensor, edge_index: torch.Tensor,
+                                  vectors: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+        """The forward pass of the rematerialisation, without a graph: the features [N, A]
+        and each block's input h [N, A] and m [E, F_e], all ``edge_gradients`` needs of it."""
+        h_inputs: List[torch.Tensor] = []
+        m_inputs: List[torch.Tensor] = []
+        with torch.no_grad():
+            receivers, senders = edge_index[0], edge_index[1]
+            lengths = torch.linalg.vector_norm(vectors, dim=1)
+            triplet_edges, into, source = self.triplets_of(receivers, lengths, species.shape[0])
+            geometry = self.geometry(vectors, lengths, triplet_edges, into, source)
+            h, m, features = self.embed(species, receivers, senders, geometry)
+            for block in self.blocks:
+                h_inputs.append(h)
+                m_inputs.append(m)
+                h, m, features = block.run(h, m, features, geometry, triplet_edges, into, source, receivers, senders)
+        return features, h_inputs, m_inputs
+
     def edge_gradients(self, species: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
-                       features_gradient: torch.Tensor) -> torch.Tensor:
-        """dE/dr_e [E, 3] given dE/dfeatures [N, A], by rematerialisation: a forward pass
-        without a graph keeps only each block's input (h, m); then, from the last block back,
-        each block is run again with its graph, differentiated and dropped. Peak memory is
-        one block's graph plus the blocks' inputs, instead of every block's graph at once
-        (~5x less at 4 blocks). ``vectors``: the edges inside the cutoff, detached."""
+                       features_gradient: torch.Tensor, h_inputs: List[torch.Tensor],
+                       m_inputs: List[torch.Tensor]) -> torch.Tensor:
+        """dE/dr_e [E, 3] given dE/dfeatures [N, A], by rematerialisation: from the last block
+        back, each block is run again from its input (``features_and_block_inputs``) with its
+        graph, differentiated and dropped. Peak memory is one block's graph plus the blocks'
+        inputs, instead of every block's graph at once (~5x less at 4 blocks). ``vectors``:
+        the edges inside the cutoff, detached."""
         receivers, senders = edge_index[0], edge_index[1]
         edges = vectors.detach().requires_grad_(True)
         lengths = torch.linalg.vector_norm(edges, dim=1)
@@ -319,27 +338,20 @@ class GemNet(nn.Module):
         # paths through another computed from it (rbf3 = W rbf).
         computed = self.geometry(edges, lengths, triplet_edges, into, source)
         geometry = [g.detach().requires_grad_(True) for g in computed]
-        inputs: List[Tuple[torch.Tensor, torch.Tensor]] = []
-        with torch.no_grad():
-            h, m, features = self.embed(species, receivers, senders, geometry)
-            for block in self.blocks:
-                inputs.append((h, m))
-                h, m, features = block.run(h, m, features, geometry, triplet_edges, into, source,
-                                                receivers, senders)
         geometry_gradients: List[Optional[torch.Tensor]] = [None for _ in geometry]
-        h_gradient, m_gradient = torch.zeros_like(h), torch.zeros_like(m)
-        for k in range(len(inputs) - 1, -1, -1):
+        h_gradient, m_gradient = torch.zeros_like(h_inputs[0]), torch.zeros_like(m_inputs[0])
+        for k in range(len(h_inputs) - 1, -1, -1):
             for j, backward_block in enumerate(self.blocks):  # TorchScript: a ModuleList has no [k]
                 if j == k:
-                    h_in = inputs[k][0].detach().requires_grad_(True)
-                    m_in = inputs[k][1].detach().requires_grad_(True)
+                    h_in = h_inputs[k].detach().requires_grad_(True)
+                    m_in = m_inputs[k].detach().requires_grad_(True)
                     h_out, m_out, out = backward_block.run(h_in, m_in, torch.zeros_like(features_gradient),
                                                        geometry, triplet_edges, into, source, receivers, senders)
                     scalar = (out * features_gradient).sum() + (h_out * h_gradient).sum() + (m_out * m_gradient).sum()
                     grads = torch.autograd.grad([scalar], [h_in, m_in] + geometry, allow_unused=True)
                     h_grad, m_grad = grads[0], grads[1]
-                    h_gradient = torch.zeros_like(h) if h_grad is None else h_grad
-                    m_gradient = torch.zeros_like(m) if m_grad is None else m_grad
+                    h_gradient = torch.zeros_like(h_in) if h_grad is None else h_grad
+                    m_gradient = torch.zeros_like(m_in) if m_grad is None else m_grad
                     accumulate(geometry_gradients, grads[2:])
         h_out, m_out, out = self.embed(species, receivers, senders, geometry)
         scalar = (out * features_gradient).sum() + (h_out * h_gradient).sum() + (m_out * m_gradient).sum()

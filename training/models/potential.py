@@ -106,6 +106,10 @@ class Potential(nn.Module):
     ) -> torch.Tensor:
         """Per-atom energies [N, num_outputs] in eV."""
         features = self.representation(species, edge_index, vectors, lengths, layer_edges)
+        return self.energies_of(features, species)
+
+    def energies_of(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies [N, num_outputs] in eV from the representation's features."""
         return self.head(features) * self.scale + self.atom_ref[species]
 
     def atomic_energies(
