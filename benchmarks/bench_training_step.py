@@ -38,6 +38,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -48,7 +49,9 @@ from eipnn_training.models.layers import scatter_sum
 from eipnn_training.models.potential import Potential
 from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies
 from eipnn_training.train.losses import ForceMSE
-from eipnn_training.train.metrics import batch_energies
+from eipnn_training.train.descriptors import DescriptorCache, cached_energies
+from eipnn_training.train.stacked import StackedMembers
+from eipnn_training.train.metrics import AtomicEnergies, batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
 from markdown_section import write_section  # benchmarks/, beside this script
 
@@ -93,13 +96,15 @@ def edge_counts(potential: Potential, batches: list[Batch]) -> tuple[int, int]:
     return edges, distinct
 
 
-def loss_steps(potential: Potential, batches: list[Batch], settings: FitSettings) -> float:
-    """Seconds for one Adam step of the training loop's own loss on each batch."""
+def loss_steps(potential: Potential, batches: list[Batch], settings: FitSettings,
+               energies: AtomicEnergies | None = None) -> float:
+    """Seconds for one Adam step of the training loop's own loss on each batch (with the
+    stand-in ``energies``, e.g. cached descriptors)."""
     optimizer = torch.optim.Adam(potential.parameters(), lr=1e-4)
     started = time.perf_counter()
     for batch in batches:
         optimizer.zero_grad()
-        _step_loss(potential, batch, settings).backward()
+        _step_loss(potential, batch, settings, energies).backward()
         optimizer.step()
     return time.perf_counter() - started
 
@@ -115,24 +120,43 @@ def with_random_eip_forces(batch: Batch, heads: int, seed: int) -> Batch:
                     "force_mask": torch.ones(n, heads, dtype=torch.bool)})
 
 
-def force_paths(model: str, config, data, batches: list[Batch]) -> dict[str, tuple[Potential, list[Batch], FitSettings, int]]:
-    """label -> (potential, batches, loop settings, steps per epoch) for one model kind."""
+ForcePath = tuple[Potential, list[Batch], FitSettings, int, AtomicEnergies | None]
+
+
+def force_paths(model: str, config, data, batches: list[Batch]) -> dict[str, ForcePath]:
+    """label -> (potential, batches, loop settings, steps per epoch, energies stand-in) for one
+    model kind."""
     spec = model_spec(config, data.species)
     single = seeded_potential(spec, 1)
-    paths = {
-        f"{model}, energies (`force_weight: 0`)": (single, batches, FitSettings(), TRAIN_STEPS),
+    forces = FitSettings(force_weight=DEFAULT_FORCE_WEIGHT)
+    paths: dict[str, ForcePath] = {
+        f"{model}, energies (`force_weight: 0`)": (single, batches, FitSettings(), TRAIN_STEPS, None),
         f"{model}, energies + forces (`force_weight: {DEFAULT_FORCE_WEIGHT:g}`)": (
-            single, batches, FitSettings(force_weight=DEFAULT_FORCE_WEIGHT), TRAIN_STEPS),
+            single, batches, forces, TRAIN_STEPS, None),
     }
+    if model == "SOAPNet":  # the descriptor once per configuration (train/descriptors.py)
+        cache = DescriptorCache(jacobians=True, budget=1 << 34)
+        started = time.perf_counter()
+        for batch in batches:
+            cache.of(single, batch)
+        print(f"SOAPNet: descriptors and Jacobians of {len(batches)} batches cached in "
+              f"{time.perf_counter() - started:.1f} s, {cache.used / 2**20:.0f} MiB", flush=True)
+        energies = cached_energies(single, cache)
+        paths.update({
+            f"{model}, energies, descriptors cached (`train.descriptor_cache_mb`)": (
+                single, batches, FitSettings(), TRAIN_STEPS, energies),
+            f"{model}, energies + forces, descriptors and Jacobians cached": (
+                single, batches, forces, TRAIN_STEPS, energies),
+        })
     if model == "SchNet":  # MP pretraining, K = 8 heads
         heads = seeded_potential(spec, 1, num_outputs=MP_HEADS)
         pool = [with_random_eip_forces(b, MP_HEADS, k) for k, b in enumerate(batches)]
         mp = FitSettings(force_loss=ForceMSE(DEFAULT_FORCE_WEIGHT, kind=KIND_EIP))
         paths.update({
-            f"{model} MP, 8 EIP energies (`pretrain.force_weight: 0`)": (heads, pool, FitSettings(), POOL_STEPS),
-            f"{model} MP, + 8 EIP forces, one autograd call per head": (heads, pool, mp, POOL_STEPS),
+            f"{model} MP, 8 EIP energies (`pretrain.force_weight: 0`)": (heads, pool, FitSettings(), POOL_STEPS, None),
+            f"{model} MP, + 8 EIP forces, one autograd call per head": (heads, pool, mp, POOL_STEPS, None),
             f"{model} MP, + 8 EIP forces, one vmapped call": (
-                heads, pool, FitSettings(force_loss=mp.force_loss, batched_force_gradients=True), POOL_STEPS),
+                heads, pool, FitSettings(force_loss=mp.force_loss, batched_force_gradients=True), POOL_STEPS, None),
         })
     return paths
 
@@ -148,20 +172,20 @@ def force_benchmark(args) -> None:
         loader = data.loader(data.dft_rows("train", with_forces=True), 32, shuffle=True, seed=1)
         batches = [b.to("cpu", torch.float32) for _, b in zip(range(args.batches), loader.epoch(0))]
         paths = force_paths(model, config, data, batches)
-        for potential, some, settings, _ in paths.values():  # warm-up
-            loss_steps(potential, some[:1], settings)
+        for potential, some, settings, _, energies in paths.values():  # warm-up
+            loss_steps(potential, some[:1], settings, energies)
         times: dict[str, list[float]] = {label: [] for label in paths}
         for _ in range(args.repeats):
-            for label, (potential, some, settings, _) in paths.items():
-                times[label].append(loss_steps(potential, some, settings) / len(some) * 1e3)
+            for label, (potential, some, settings, _, energies) in paths.items():
+                times[label].append(loss_steps(potential, some, settings, energies) / len(some) * 1e3)
             load.append(os.getloadavg()[0])
-        energy = {}
-        for label, (_, _, settings, steps) in paths.items():
-            ms = statistics.median(times[label])
+        energy = {}  # (steps, cached) -> ms of the energy-only step it is compared with
+        for label, (_, _, settings, steps, energies) in paths.items():
+            ms, key = statistics.median(times[label]), (steps, energies is not None)
             if settings.force_term() is None:
-                energy[steps] = ms
+                energy[key] = ms
             rows.append(f"| {label} | {ms:.0f} | {', '.join(f'{t:.0f}' for t in times[label])} | {steps} "
-                        f"| {ms * steps / 1e3:.1f} | {ms / energy[steps]:.2f}× |")
+                        f"| {ms * steps / 1e3:.1f} | {ms / energy[key]:.2f}× |")
         print("\n".join(rows), flush=True)
     lines = [
         FORCES_BEGIN, "### Training on forces: seconds per epoch", "",
@@ -170,7 +194,9 @@ def force_benchmark(args) -> None:
         f"{args.batches} si-pbe train batches of 32, float32, {args.threads} torch thread(s), median of "
         f"{args.repeats}; load average {statistics.mean(load):.1f} while it ran (the paths alternate); "
         f"{time.perf_counter() - started:.0f} s in all. MP rows: the SchNet with 8 heads on the same batches "
-        "(random EIP force labels). Seconds per epoch = ms per step x steps per epoch, without validation.", "",
+        "(random EIP force labels). Seconds per epoch = ms per step x steps per epoch, without validation. "
+        "'vs energies': against the energy-only row of the same path (cached rows against the cached energy "
+        "step); the cache is filled once per run, before these steps.", "",
         "| training | ms per step | runs (ms) | steps per epoch | s per epoch | vs energies |",
         "| --- | ---: | --- | ---: | ---: | ---: |", *rows, FORCES_END,
     ]
@@ -204,6 +230,57 @@ def together(members: list[Potential], batches: Callable[[], list[Batch]], setti
     return time.perf_counter() - started
 
 
+def _filled_cache(potential: Potential, batches: list[Batch], settings: FitSettings) -> DescriptorCache:
+    """A descriptor cache holding ``batches`` (filled once per run, before its epochs)."""
+    cache = DescriptorCache(jacobians=settings.force_term() is not None, budget=1 << 34)
+    for batch in batches:
+        cache.of(potential, batch)
+    return cache
+
+
+def separate_cached(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for K runs of their own, each on its own (filled) descriptor cache."""
+    some = batches()
+    caches = [_filled_cache(p, some, settings) for p in members]
+    started = time.perf_counter()
+    for potential, cache in zip(members, caches):
+        loss_steps(potential, batches(), settings, cached_energies(potential, cache))
+    return time.perf_counter() - started
+
+
+def together_cached(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for the ensemble's pass on one shared (filled) descriptor cache."""
+    cache = _filled_cache(members[0], batches(), settings)
+    optimizers = [torch.optim.Adam(p.parameters(), lr=1e-4) for p in members]
+    energies = [cached_energies(p, cache) for p in members]
+    started = time.perf_counter()
+    for batch in batches():
+        for potential, optimizer, stand_in in zip(members, optimizers, energies):
+            optimizer.zero_grad()
+            _step_loss(potential, batch, settings, stand_in).backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def stacked_cached(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
+    """Seconds for the members stacked as one (``training.train.stacked``, what the alpha search
+    and committees of SOAPNet use), on one shared (filled) descriptor cache, Adam included."""
+    cache = _filled_cache(members[0], batches(), settings)
+    state = []
+    for potential in members:
+        optimizer = torch.optim.Adam(potential.parameters(), lr=1e-4)
+        state.append(SimpleNamespace(potential=potential, settings=settings, optimizer=optimizer,
+                                     scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)))
+    stack = StackedMembers(state, cache)
+    stack.from_members()
+    started = time.perf_counter()
+    for batch in batches():
+        stack.step(batch)
+    elapsed = time.perf_counter() - started
+    stack.to_members()
+    return elapsed
+
+
 def stacked(members: list[Potential], batches: Callable[[], list[Batch]], settings: FitSettings) -> float:
     """Seconds for the vmapped members' forward and backward on the collated batches."""
     from stacked_members import StackedPotentials, configuration_energies, member_forces
@@ -229,10 +306,16 @@ def stacked(members: list[Potential], batches: Callable[[], list[Batch]], settin
 def ensemble_benchmark(args) -> None:
     """K members: separate runs, one pass member by member, stacked with vmap."""
     rows, load = [], []
-    ways = {"K separate runs": separate_runs, "one pass, member by member (eipnn)": together,
-            "one pass, stacked with vmap": stacked}
     for model, path in (("SchNet", "examples/si_pbe_schnet_baseline.yaml"),
                         ("SOAPNet", "examples/si_pbe_soapnet_baseline.yaml")):
+        if model not in args.models:
+            continue
+        ways = {"K separate runs": separate_runs, "one pass, member by member (eipnn)": together,
+                "one pass, stacked with vmap": stacked}
+        if model == "SOAPNet":  # descriptors cached (train/descriptors.py): once per run, or shared
+            ways.update({"K separate runs, each with its descriptor cache": separate_cached,
+                         "one pass, member by member, one shared descriptor cache": together_cached,
+                         "one pass, stacked members, one shared descriptor cache (eipnn)": stacked_cached})
         config = load_config(path, ["progress=false"])
         data = prepare_data(config)
         loader = data.loader(data.dft_rows("train", with_forces=True), 32, shuffle=True, seed=1)
@@ -256,18 +339,24 @@ def ensemble_benchmark(args) -> None:
                 for label in ways:
                     loss = "energies + forces" if forces else "energies"
                     if not times[label]:
-                        rows.append(f"| {model} | {loss} | {k} | {label} | fails (vmap: data-dependent control flow) | |")
+                        rows.append(f"| {model} | {loss} | {k} | {label} | fails (vmap: data-dependent control flow) | | |")
                         continue
                     s = statistics.median(times[label])
-                    rows.append(f"| {model} | {loss} | {k} | {label} | {s:.1f} | {s / alone:.2f} |")
+                    # One member trained alone the same way: with its cache where this way has one.
+                    reference = "K separate runs, each with its descriptor cache" if "cache" in label else "K separate runs"
+                    one = statistics.median(times[reference]) / k
+                    rows.append(f"| {model} | {loss} | {k} | {label} | {s:.1f} | {s / alone:.2f} | {s / one:.2f} |")
                 print("\n".join(rows[-len(ways):]), flush=True)
     lines = [
         ENSEMBLE_BEGIN, f"### Ensembles: K members on the same batches ({args.threads} thread(s))", "",
         "Generated by `benchmarks/bench_training_step.py --part ensemble`: the paper's SchNet (128/5/128) and "
         f"SOAPNet on {args.batches} si-pbe train batches of 32, float32, {args.threads} torch thread(s), median of "
         f"{args.repeats}; load average {statistics.mean(load):.1f} while it ran. Seconds per epoch of all K members (21 steps; collation included, validation not). The vmap "
-        "rows have no optimiser step (a lower bound).", "",
-        "| model | loss | K | way | s per epoch | vs separate |", "| --- | --- | ---: | --- | ---: | ---: |",
+        "rows have no optimiser step (a lower bound). Cached rows: the descriptor cache is filled before the "
+        "timed steps (once per run, amortised over its epochs). 'vs one member': against one member trained "
+        "alone the same way (K separate runs / K; with its own cache for the cached rows).", "",
+        "| model | loss | K | way | s per epoch | vs K separate runs | vs one member |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
         *rows, ENSEMBLE_END,
     ]
     section = "\n".join(lines)
@@ -282,6 +371,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--part", choices=("filters", "forces", "ensemble", "all"), default="all")
     parser.add_argument("--members", type=int, nargs="+", default=[5, 8], help="ensemble sizes (--part ensemble)")
+    parser.add_argument("--models", nargs="+", default=["SchNet", "SOAPNet"], help="models (--part ensemble)")
     parser.add_argument("--doc", default="docs/training.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ energy head and the sum pooling are the ``Potential``'s.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -99,7 +99,19 @@ class SOAPNet(nn.Module):
         lengths: torch.Tensor,
         layer_edges: Optional[List[int]] = None,  # one layer: its edges are all the edges
     ) -> torch.Tensor:
-        descriptors = self.soap(species, edge_index, vectors, lengths)  # [N, num_soap]
+        return self.features_of(self.soap(species, edge_index, vectors, lengths))
+
+    def features_of(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """Per-atom features [N, F] from SOAP features [N, num_soap]: all the weights of the
+        model are here, the descriptor has none (so training can compute it once:
+        ``training/train/descriptors.py``)."""
         if self.training and not bool(self.standardized) and descriptors.shape[0] > 1:
             self._set_statistics(descriptors)
         return self.dense((descriptors - self.feature_mean) / self.feature_std)  # [N, F]
+
+    @torch.jit.unused
+    def descriptors_and_jacobians(
+        self, species: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """SOAP features [N, num_soap] and dp_i/dr_e [E, num_soap, 3] (``SOAP``'s)."""
+        return self.soap.descriptors_and_jacobians(species, edge_index, vectors)

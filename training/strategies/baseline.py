@@ -33,7 +33,7 @@ def fit_settings(config: RunConfig) -> FitSettings:
         epochs=t.epochs, lr=t.lr, lr_final=t.lr_final, grad_clip=t.grad_clip,
         force_weight=t.force_weight, device=config.device, dtype=DTYPES[t.dtype],
         progress=config.progress, loss=LOSSES[t.loss], schedule=SCHEDULES[t.schedule], compile=t.compile,
-        max_atoms_per_pass=t.max_atoms_per_pass,
+        max_atoms_per_pass=t.max_atoms_per_pass, descriptor_cache_mb=t.descriptor_cache_mb,
     )
     if t.force_weight > 0:
         metrics = EnergyForceMetrics(t.force_weight, energy_metrics)

@@ -7,12 +7,14 @@ learning-rate schedule, best-validation checkpoint and history, so member k ends
 pass over the data: each batch is collated once and every member takes its step on it, and
 one checkpoint holds all of them, so a run killed at any point resumes where it was.
 
-The members step one after another on each batch. Stacking their parameters and running
-them as one ``torch.func.vmap`` computes the same function, but on this CPU it made SchNet
-1.7x (energies) to 2.9x (forces) slower than the members one by one (batched gathers and
-scatters cost more than K plain ones, and SchNet loses its distinct-length paths inside vmap);
-only SOAPNet on energies gained (0.6x). See ``benchmarks/bench_training_step.py --part
-ensemble`` and docs/training.md. So the plain loop it is, for every model.
+SOAPNet members with their descriptor cached (``descriptors.py``) step as one
+(``stacked.py``): their weights stacked, their MLPs vmapped, all members' forces from one
+product with the descriptor's Jacobians (an 8-member alpha search with forces 0.12x the wall
+time of eight separate runs, a 5-member committee 1.3x one member: docs/training.md). Other
+models step one after another on each batch: stacking SchNet's parameters under
+``torch.func.vmap`` made it 1.5x (energies) to 3x (forces) slower than the members one by one
+(batched gathers and scatters cost more than K plain ones, and SchNet loses its
+distinct-length paths inside vmap; ``benchmarks/bench_training_step.py --part ensemble``).
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ from tqdm import tqdm
 from ..data.batching import BatchLoader
 from ..models.potential import Potential
 from .checkpoint import ResumeError, load_state
+from .stacked import StackedMembers, stackable
 from ..distributed import barrier
-from .loop import FitResult, FitSettings, _step_backward, global_loss, save_on_main, step_energies
+from .loop import (FitResult, FitSettings, _step_backward, descriptor_cache, descriptor_energies, global_loss,
+                   save_on_main, step_energies)
 
 # Settings every member must share: they shape the one pass over the data.
 SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
@@ -42,7 +46,7 @@ class _Member:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     result: FitResult
     folder: Path
-    energies: Optional[Callable] = None  # its DDP wrapper under torchrun (loop.step_energies)
+    energies: Optional[Callable] = None  # its DDP wrapper under torchrun, or the shared descriptor cache
 
 
 def member_folder(checkpoint_dir: Path, k: int) -> Path:
@@ -85,6 +89,18 @@ def _restore(members: list[_Member], state: dict) -> int:
     return state["epoch"] + 1
 
 
+def _step_one_by_one(members: list[_Member], batch, sums: list[list]) -> None:
+    """Every member's step on ``batch``, one after another."""
+    for m, total in zip(members, sums):
+        loss = _step_backward(m.potential, batch, m.settings, m.energies)
+        torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
+        m.optimizer.step()
+        m.scheduler.step()
+        step_loss, step_rows = global_loss(loss, batch.num_rows)
+        total[0] += step_loss * step_rows
+        total[1] += step_rows
+
+
 def fit_ensemble(
     potentials: list[Potential],
     train: BatchLoader,
@@ -110,9 +126,13 @@ def fit_ensemble(
     folders = member_dirs or [member_folder(checkpoint_dir, k) for k in range(len(potentials))]
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     members = [_member(p, s, steps, folder) for p, s, folder in zip(potentials, settings, folders)]
+    cache = descriptor_cache(potentials, settings)  # one for all members: the descriptor has no weights
+    for m in members:
+        m.energies = m.energies or descriptor_energies(m.potential, cache)
     last, start_epoch = checkpoint_dir / "last.pt", 0
     if resume:
         start_epoch = _restore(members, load_state(last, device))
+    stacked = StackedMembers(members, cache) if cache is not None and stackable(potentials, settings, cache) else None
     bar = tqdm(total=steps, initial=start_epoch * len(train), desc=f"train x{len(members)}",
                disable=not first.progress, dynamic_ncols=True)
     for epoch in range(start_epoch, first.epochs):
@@ -120,21 +140,28 @@ def fit_ensemble(
         sums = [[0.0, 0] for _ in members]
         for m in members:
             m.potential.train()
+        if stacked is not None:
+            stacked.from_members()
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, first.dtype)
-            for m, total in zip(members, sums):
-                loss = _step_backward(m.potential, batch, m.settings, m.energies)
-                torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
-                m.optimizer.step()
-                m.scheduler.step()
-                step_loss, step_rows = global_loss(loss, batch.num_rows)
-                total[0] += step_loss * step_rows
-                total[1] += step_rows
+            losses = stacked.step(batch) if stacked is not None else None
+            if losses is not None:
+                for loss_value, total in zip(losses, sums):
+                    total[0] += loss_value * batch.num_rows
+                    total[1] += batch.num_rows
+            else:
+                if stacked is not None:  # a batch the descriptor cache could not hold
+                    stacked.to_members()
+                _step_one_by_one(members, batch, sums)
+                if stacked is not None:
+                    stacked.from_members()
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, best_val=f"{min(m.result.best_metric for m in members):.4g}",
                             refresh=False)
             if on_batch_end is not None:
                 on_batch_end(epoch, step)
+        if stacked is not None:
+            stacked.to_members()
         seconds = time.perf_counter() - started
         for m, (loss_sum, rows) in zip(members, sums):
             metrics = m.settings.evaluate(m.potential, val, device, first.dtype)

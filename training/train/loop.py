@@ -21,6 +21,7 @@ from ..distributed import EnergiesOf, barrier, data_parallel, global_sum, world
 from ..models.derivatives import predicted_forces
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
+from .descriptors import DescriptorCache, budget_bytes, cached_energies, has_fixed_descriptor
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
 from .passes import backward_in_passes
 from .metrics import AtomicEnergies, batch_energies, energy_metrics
@@ -48,6 +49,7 @@ class FitSettings:
     evaluate: Evaluate = energy_metrics
     compile: bool = False  # torch.compile the training steps (energy-only)
     max_atoms_per_pass: Optional[int] = None  # a larger batch's step runs in passes (train/passes.py)
+    descriptor_cache_mb: Optional[float] = None  # SOAPNet: descriptors once per configuration (None = auto, 0 = off)
 
     def force_term(self) -> Optional[ForceLoss]:
         """The force term of the loss, or None for energy-only training."""
@@ -90,7 +92,7 @@ def _step_backward(potential: Potential, batch: Batch, settings: FitSettings,
     limit = settings.max_atoms_per_pass
     if limit is None or batch.positions.shape[0] <= limit:
         loss = _step_loss(potential, batch, settings, atomic_energies)
-        loss.backward()
+        loss.backward(inputs=weights(potential))
         return loss
     force_term = settings.force_term()
     if force_term is not None and batch.forces is None:
@@ -102,6 +104,13 @@ def _step_backward(potential: Potential, batch: Batch, settings: FitSettings,
 
     return backward_in_passes(potential, batch, loss_of, force_term is not None, limit, atomic_energies,
                               settings.batched_force_gradients)
+
+
+def weights(potential: Potential) -> list[torch.Tensor]:
+    """The trained parameters: what a step's backward is for. Naming them stops autograd
+    from also taking the force loss's gradient by the positions, a leaf there, through the
+    whole double-backward graph (SOAPNet's cached force step 20 % faster)."""
+    return [p for p in potential.parameters() if p.requires_grad]
 
 
 def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> AtomicEnergies | None:
@@ -120,7 +129,8 @@ def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> Ato
         raise ValueError("compile needs energy-only training (torch.compile has no double backward)")
     # Those graph breaks are by design; dynamo would warn of each on every new graph.
     logging.getLogger("torch._dynamo.variables.tensor").setLevel(logging.ERROR)
-    return torch.compile(potential.atomic_energies, dynamic=True)
+    compiled = torch.compile(potential.atomic_energies, dynamic=True)
+    return lambda batch: compiled(batch.positions, batch.species, batch.edge_index, batch.edge_shift)
 
 
 def fit(
@@ -139,7 +149,8 @@ def fit(
         raise ValueError("train.max_atoms_per_pass is for one process; under torchrun each rank's batch is "
                          "already its share (lower train.batch_size or add ranks)")
     potential.to(device=device, dtype=settings.dtype)
-    atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device)
+    atomic_energies = (compiled_atomic_energies(potential, settings) or step_energies(potential, device)
+                       or descriptor_energies(potential, descriptor_cache([potential], [settings])))
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -203,7 +214,22 @@ def step_energies(potential: Potential, device: torch.device) -> AtomicEnergies 
     (which averages the gradients of the ranks); None in one process."""
     if not world().distributed:
         return None
-    return data_parallel(EnergiesOf(potential), device)
+    wrapped = data_parallel(EnergiesOf(potential), device)
+    return lambda batch: wrapped(batch.positions, batch.species, batch.edge_index, batch.edge_shift)
+
+
+def descriptor_cache(potentials: list[Potential], settings: list[FitSettings]) -> Optional[DescriptorCache]:
+    """One cache of descriptors (and their Jacobians where a member trains on forces) for
+    potentials with a weight-free descriptor (SOAPNet), in one process; None otherwise."""
+    if (world().distributed or not all(has_fixed_descriptor(p) for p in potentials)
+            or any(s.descriptor_cache_mb == 0 for s in settings)):
+        return None
+    jacobians = any(s.force_term() is not None for s in settings)
+    return DescriptorCache(jacobians, budget_bytes(settings[0].descriptor_cache_mb))
+
+
+def descriptor_energies(potential: Potential, cache: Optional[DescriptorCache]) -> AtomicEnergies | None:
+    return None if cache is None else cached_energies(potential, cache)
 
 
 def global_loss(loss: torch.Tensor, num_rows: int) -> tuple[float, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -15,14 +15,17 @@ from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
 
-AtomicEnergies = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# A stand-in for ``potential.atomic_energies`` in training steps: per-atom energies [N, K] of
+# a batch (its compiled form, its DDP wrapper, or from cached descriptors); None = take the
+# potential's own.
+AtomicEnergies = Callable[[Batch], Optional[torch.Tensor]]
 
 
 def batch_energies(potential: Potential, batch: Batch, atomic_energies: AtomicEnergies | None = None) -> torch.Tensor:
-    """Total energies [B, K] (eV) of a batch: per-atom energies summed per configuration.
-    ``atomic_energies``: a stand-in for ``potential.atomic_energies`` (its compiled form)."""
-    atomic = (atomic_energies or potential.atomic_energies)(batch.positions, batch.species, batch.edge_index,
-                                                            batch.edge_shift)
+    """Total energies [B, K] (eV) of a batch: per-atom energies summed per configuration."""
+    atomic = atomic_energies(batch) if atomic_energies is not None else None
+    if atomic is None:
+        atomic = potential.atomic_energies(batch.positions, batch.species, batch.edge_index, batch.edge_shift)
     return scatter_sum(atomic, batch.batch, batch.num_rows)
 
 

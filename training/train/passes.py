@@ -100,6 +100,6 @@ def backward_in_passes(potential: Potential, batch: Batch, loss: Callable[..., t
         if part_forces is not None and force_gradient is not None:
             share = share + (part_forces * force_gradient[atom:atom + atoms]).sum()
         if share.requires_grad:
-            share.backward()
+            share.backward(inputs=[p for p in potential.parameters() if p.requires_grad])
         row, atom = row + rows, atom + atoms
     return total.detach()

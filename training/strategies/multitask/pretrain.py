@@ -50,6 +50,7 @@ def pretrain_settings(config: RunConfig) -> FitSettings:
         device=config.device, dtype=DTYPES[config.train.dtype], monitor=MONITOR,
         progress=config.progress, loss=multitask_mse, schedule=slanted_triangular,
         evaluate=eip_metrics, compile=config.train.compile, max_atoms_per_pass=config.train.max_atoms_per_pass,
+        descriptor_cache_mb=config.train.descriptor_cache_mb,
     )
     if p.force_weight > 0:
         metrics = EnergyForceMetrics(p.force_weight, eip_metrics, MONITOR, "val_eip_")
