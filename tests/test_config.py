@@ -157,3 +157,11 @@ def test_bad_model_hyperparameters_fail_before_any_data_is_read(tmp_path, hyperp
                          [f"model.hyperparameters={hyperparameters}", f"runs_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=rf"model.hyperparameters' of 'schnet': .*{message}"):
         check_choices(config, {"baseline": None})
+
+
+def test_descriptor_cache_mb_is_checked():
+    with pytest.raises(ConfigError, match="train.descriptor_cache_mb' must be a number >= 0 or null, got -1"):
+        load_config(EXAMPLES / "si_pbe_soapnet_forces.yaml", ["train.descriptor_cache_mb=-1"])
+    for value, expected in (("0", 0), ("512.5", 512.5), ("null", None)):
+        config = load_config(EXAMPLES / "si_pbe_soapnet_forces.yaml", [f"train.descriptor_cache_mb={value}"])
+        assert config.train.descriptor_cache_mb == expected
