@@ -47,7 +47,7 @@ from eipnn_training.config import DEFAULT_FORCE_WEIGHT, load_config
 from eipnn_training.data.batching import KIND_EIP, Batch
 from eipnn_training.models.layers import scatter_sum
 from eipnn_training.models.potential import Potential
-from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies
+from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies, weights
 from eipnn_training.train.losses import ForceMSE
 from eipnn_training.train.descriptors import DescriptorCache, cached_energies
 from eipnn_training.train.stacked import StackedMembers
@@ -104,7 +104,7 @@ def loss_steps(potential: Potential, batches: list[Batch], settings: FitSettings
     started = time.perf_counter()
     for batch in batches:
         optimizer.zero_grad()
-        _step_loss(potential, batch, settings, energies).backward()
+        _step_loss(potential, batch, settings, energies).backward(inputs=weights(potential))  # as the loop does
         optimizer.step()
     return time.perf_counter() - started
 
@@ -225,7 +225,7 @@ def together(members: list[Potential], batches: Callable[[], list[Batch]], setti
     for batch in batches():
         for potential, optimizer in zip(members, optimizers):
             optimizer.zero_grad()
-            _step_loss(potential, batch, settings).backward()
+            _step_loss(potential, batch, settings).backward(inputs=weights(potential))
             optimizer.step()
     return time.perf_counter() - started
 
@@ -257,7 +257,7 @@ def together_cached(members: list[Potential], batches: Callable[[], list[Batch]]
     for batch in batches():
         for potential, optimizer, stand_in in zip(members, optimizers, energies):
             optimizer.zero_grad()
-            _step_loss(potential, batch, settings, stand_in).backward()
+            _step_loss(potential, batch, settings, stand_in).backward(inputs=weights(potential))
             optimizer.step()
     return time.perf_counter() - started
 
