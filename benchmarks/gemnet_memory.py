@@ -216,7 +216,7 @@ def main() -> None:
                 "(`train.max_atoms_per_pass`, `training/train/passes.py`) and the exported model's block-by-block "
                 "derivatives (`training/models/rematerialized.py`); \"naive\": the same model through plain "
                 "autograd, one triplet chunk, one pass, every block's graph at once. Each row is a fresh process; peak RSS is "
-                "the step's (VmHWM reset just before it), step memory that less the RSS before the step. Cases stopped at {args.limit_gb:.0f} GB are marked.\n\n"
+                f"the step's (VmHWM reset just before it), step memory that less the RSS before the step. Cases stopped at {args.limit_gb:.0f} GB are marked.\n\n"
                 f"{table}\n\nReproduce: `python benchmarks/gemnet_memory.py "
                 f"{shlex.join(a for a in sys.argv[1:] if a != '--no-write')}`.\n{end}")
         write_section(DOC, body, begin, end, "# GemNet-T")
