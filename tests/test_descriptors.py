@@ -97,6 +97,31 @@ def test_a_cached_step_has_the_ordinary_loss_and_gradient(data, loss):
     assert max(float(g.abs().max()) for g in steps["ordinary"][1]) > 1e-3  # the comparison sees something
 
 
+def test_a_cached_step_of_several_heads_with_eip_forces(data):
+    """MP pretraining: three outputs, each with its own (EIP) forces, through the cache."""
+    from eipnn_training.train.losses import ForceMSE
+
+    graphs, rows = data
+    batch = collate(graphs, graphs.species_index(["Si"]), rows, np.arange(6)).to("cpu", torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    n = batch.positions.shape[0]
+    batch = replace(batch, targets=batch.targets.repeat(1, 3), target_mask=batch.target_mask.repeat(1, 3),
+                    kind=torch.full_like(batch.kind, KIND_EIP),
+                    forces=torch.randn(n, 3, 3, generator=generator, dtype=torch.float64),
+                    force_mask=torch.ones(n, 3, dtype=torch.bool))
+    torch.manual_seed(0)
+    potential = build_potential(ModelSpec("soapnet", ["Si"], CUTOFF, SMALL, 16), num_outputs=3).double()
+    settings = FitSettings(dtype=torch.float64, force_loss=ForceMSE(10.0, kind=KIND_EIP))
+    cache = DescriptorCache(jacobians=True, budget=1 << 30)
+    steps = []
+    for energies in (None, cached_energies(potential, cache)):
+        loss_value = _step_backward(potential, batch, settings, energies)
+        steps.append((loss_value.detach(), [p.grad.clone() for p in potential.parameters()]))
+    torch.testing.assert_close(steps[1][0], steps[0][0], rtol=1e-12, atol=0)
+    for cached, ordinary in zip(steps[1][1], steps[0][1]):
+        torch.testing.assert_close(cached, ordinary, rtol=1e-9, atol=1e-12)
+
+
 def test_cached_forces_are_the_models(data):
     graphs, rows = data
     batch = collate(graphs, graphs.species_index(["Si"]), rows, np.arange(4)).to("cpu", torch.float64)
