@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
 from ..data.batching import Batch
-from ..models.layers import scatter_sum
+from ..models.soap import dense_slots
 from ..models.potential import Potential
 from .passes import sub_batch
 
@@ -74,19 +75,44 @@ def _signature(potential: Potential, dtype: torch.dtype) -> tuple:
             soap.cutoff, soap.smooth_cutoff, soap.smooth_width, potential.cutoff, dtype)
 
 
+@dataclass
+class _Row:
+    """One configuration's cached values: descriptors [n, D]; with Jacobians, those of the
+    edges into each atom side by side, [n, M 3, D] (M = the most edges into one of its atoms,
+    zero-padded), and the slot (atom M + rank) of each of its edges."""
+
+    descriptors: torch.Tensor
+    jacobians: Optional[torch.Tensor] = None
+    slots: Optional[torch.Tensor] = None
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.descriptors, self.jacobians, self.slots)
+                   if t is not None)
+
+
+@dataclass
+class Cached:
+    """A batch's cached values: descriptors [N, D]; with Jacobians, each configuration's
+    [n, M 3, D] block and each edge's slot [E] among the batch's ``num_slots``."""
+
+    descriptors: torch.Tensor
+    jacobians: Optional[tuple[torch.Tensor, ...]] = None
+    slots: Optional[torch.Tensor] = None
+    num_slots: int = 0
+
+
 class DescriptorCache:
-    """Per configuration (``Batch.rows``): descriptors [n, D] and, when ``jacobians``, the
-    Jacobians of its edges as [e, 3, D], computed on first sight within ``budget`` bytes."""
+    """Per configuration (``Batch.rows``): descriptors and, when ``jacobians``, the Jacobians
+    of its edges grouped by receiving atom, computed on first sight within ``budget`` bytes."""
 
     def __init__(self, jacobians: bool, budget: int) -> None:
         self.jacobians, self.budget, self.used = jacobians, budget, 0
-        self.rows: dict[int, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+        self.rows: dict[int, _Row] = {}
         self.signature: Optional[tuple] = None
         self.full = budget <= 0
 
-    def of(self, potential: Potential, batch: Batch) -> Optional[tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]]:
-        """(descriptors [N, D], each configuration's Jacobians [e, 3, D] or None) of the
-        batch's atoms and edges in batch order, or None when the budget cannot hold them."""
+    def of(self, potential: Potential, batch: Batch) -> Optional[Cached]:
+        """The batch's cached values in batch order, or None when the budget cannot hold them."""
         dtype = batch.positions.dtype
         signature = _signature(potential, dtype)
         if self.signature is None:
@@ -99,30 +125,41 @@ class DescriptorCache:
             return None
         for k in missing:
             values = self._compute(potential, sub_batch(batch, k, k + 1))
-            size = sum(v.numel() * v.element_size() for v in values if v is not None)
-            if self.used + size > self.budget:
+            if self.used + values.nbytes() > self.budget:
                 self.full = True
                 log.info("descriptor cache full at %.0f MiB (%d configurations): the rest take the "
                          "ordinary path (train.descriptor_cache_mb)", self.used / MIB, len(self.rows))
                 return None
             self.rows[rows[k]] = values
-            self.used += size
+            self.used += values.nbytes()
         parts = [self.rows[row] for row in rows]
-        descriptors = torch.cat([p for p, _ in parts])
-        jacobians = tuple(j for _, j in parts) if self.jacobians else None  # type: ignore[misc]
-        return descriptors, jacobians
+        descriptors = torch.cat([part.descriptors for part in parts])
+        if not self.jacobians:
+            return Cached(descriptors)
+        slots, start = [], 0
+        for part in parts:
+            assert part.jacobians is not None and part.slots is not None
+            slots.append(part.slots + start)
+            start += part.jacobians.shape[0] * (part.jacobians.shape[1] // 3)
+        return Cached(descriptors, tuple(part.jacobians for part in parts), torch.cat(slots), start)  # type: ignore[misc]
 
-    def _compute(self, potential: Potential, row: Batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _compute(self, potential: Potential, row: Batch) -> _Row:
         # SOAP ignores edges at or beyond its cutoff (the model's), as the model does; their
         # Jacobians are zero, so they stay aligned with the batch's edges.
         vectors = (row.positions[row.edge_index[1]] - row.positions[row.edge_index[0]] + row.edge_shift).detach()
         representation = potential.representation
-        if self.jacobians:  # stored [e, 3, D]: the products below run as fast batched matmuls
-            descriptors, jacobians = representation.descriptors_and_jacobians(row.species, row.edge_index, vectors)
-            return descriptors, jacobians.transpose(1, 2).contiguous()
-        with torch.no_grad():
-            lengths = torch.linalg.vector_norm(vectors, dim=1)
-            return representation.soap(row.species, row.edge_index, vectors, lengths), None
+        if not self.jacobians:
+            with torch.no_grad():
+                lengths = torch.linalg.vector_norm(vectors, dim=1)
+                return _Row(representation.soap(row.species, row.edge_index, vectors, lengths))
+        descriptors, jacobians = representation.descriptors_and_jacobians(row.species, row.edge_index, vectors)
+        # Grouped by receiving atom, so that the sums over an atom's edges are batched matrix
+        # products and no per-edge [E, D] tensor is made (their gathers and scatters were most
+        # of a step).
+        num_atoms, features = row.species.shape[0], jacobians.shape[1]
+        slots, width = dense_slots(row.edge_index[0], num_atoms)
+        grouped = jacobians.new_zeros(num_atoms * width, 3, features).index_copy_(0, slots, jacobians.transpose(1, 2))
+        return _Row(descriptors, grouped.reshape(num_atoms, width * 3, features).contiguous(), slots)
 
 
 def cached_energies(potential: Potential, cache: DescriptorCache) -> Callable[[Batch], Optional[torch.Tensor]]:
@@ -131,66 +168,82 @@ def cached_energies(potential: Potential, cache: DescriptorCache) -> Callable[[B
         cached = cache.of(potential, batch)
         if cached is None:
             return None
-        descriptors, jacobians = cached
+        descriptors = cached.descriptors
         if batch.positions.requires_grad:
-            if jacobians is None:
+            if cached.jacobians is None:
                 raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
             positions, edge_index = batch.positions, batch.edge_index
             vectors = positions[edge_index[1]] - positions[edge_index[0]] + batch.edge_shift
             change = vectors - vectors.detach()  # 0 in value, the identity in derivative
-            linear = _Apply.apply(change.unsqueeze(1), *jacobians).squeeze(1)  # [E, D]
-            descriptors = descriptors + scatter_sum(linear, edge_index[0], descriptors.shape[0])
+            descriptors = descriptors + linear_change(cached, change)
         return potential.energies_of(potential.representation.features_of(descriptors), batch.species)
     return energies
 
 
-# J x and its adjoint J^T g for K columns at once (K ensemble members, or 1), each the other's
+# J v and its adjoint J^T g for K columns at once (K ensemble members, or 1), each the other's
 # derivative, so the double backward of a force loss stays in these batched matrix products.
-# The Jacobians come as one [e, 3, D] tensor per configuration, never concatenated: a batch's
-# copy of them cost as much as the products. Autograd's own derivative of such a product
-# transposes J into a strided product 3x slower (benchmarks/bench_training_step.py). J is a
-# constant (no gradient).
-def _products(jacobians: tuple[torch.Tensor, ...], values: torch.Tensor, transpose: bool) -> torch.Tensor:
-    """Row blocks of ``values`` [E, K, 3] times their configurations' J -> [E, K, D], or with
-    ``transpose`` [E, K, D] times J^T -> [E, K, 3]."""
-    width = 3 if transpose else jacobians[0].shape[2]
-    out = values.new_empty(values.shape[0], values.shape[1], width)
-    start = 0
+# J comes as one [n, M 3, D] block per configuration (the edges into each atom side by side),
+# never concatenated: a batch's copy of them cost as much as the products. J is a constant.
+def _apply(jacobians: tuple[torch.Tensor, ...], values: torch.Tensor) -> torch.Tensor:
+    """Edge vectors in slots [S, K, 3] -> sum_e J_e v_e per receiving atom [N, K, D]."""
+    count = values.shape[1]
+    out = values.new_empty(sum(j.shape[0] for j in jacobians), count, jacobians[0].shape[2])
+    atom, slot = 0, 0
     for jacobian in jacobians:
-        stop = start + jacobian.shape[0]
-        factor = jacobian.transpose(1, 2) if transpose else jacobian
-        torch.bmm(values[start:stop], factor, out=out[start:stop])
-        start = stop
+        atoms, width = jacobian.shape[0], jacobian.shape[1] // 3
+        block = values[slot:slot + atoms * width].view(atoms, width, count, 3)
+        block = block.permute(0, 2, 1, 3).reshape(atoms, count, width * 3)
+        torch.bmm(block, jacobian, out=out[atom:atom + atoms])
+        atom, slot = atom + atoms, slot + atoms * width
+    return out
+
+
+def _transpose(jacobians: tuple[torch.Tensor, ...], values: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Per-atom gradients [N, K, D] -> J_e^T g_i of each edge, in slots [S, K, 3]."""
+    count = values.shape[1]
+    out = values.new_empty(num_slots, count, 3)
+    atom, slot = 0, 0
+    for jacobian in jacobians:
+        atoms, width = jacobian.shape[0], jacobian.shape[1] // 3
+        products = torch.bmm(values[atom:atom + atoms], jacobian.transpose(1, 2))  # [n, K, M 3]
+        out[slot:slot + atoms * width].view(atoms, width, count, 3).copy_(
+            products.view(atoms, count, width, 3).permute(0, 2, 1, 3))
+        atom, slot = atom + atoms, slot + atoms * width
     return out
 
 
 class _Apply(torch.autograd.Function):
-    """[E, K, 3] vectors, the configurations' [e, 3, D] Jacobians -> [E, K, D]."""
-
     @staticmethod
-    def forward(ctx, vectors: torch.Tensor, *jacobians: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, values: torch.Tensor, *jacobians: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(*jacobians)
-        return _products(jacobians, vectors, transpose=False)
+        ctx.num_slots = values.shape[0]
+        return _apply(jacobians, values)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return (_Transpose.apply(grad, *ctx.saved_tensors),) + (None,) * len(ctx.saved_tensors)
+        return (_Transpose.apply(grad, ctx.num_slots, *ctx.saved_tensors),) + (None,) * len(ctx.saved_tensors)
 
 
 class _Transpose(torch.autograd.Function):
-    """[E, K, D] gradients, the configurations' [e, 3, D] Jacobians -> [E, K, 3]."""
-
     @staticmethod
-    def forward(ctx, grad: torch.Tensor, *jacobians: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, grad: torch.Tensor, num_slots: int, *jacobians: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(*jacobians)
-        return _products(jacobians, grad, transpose=True)
+        return _transpose(jacobians, grad, num_slots)
 
     @staticmethod
     def backward(ctx, upstream: torch.Tensor):
-        return (_Apply.apply(upstream, *ctx.saved_tensors),) + (None,) * len(ctx.saved_tensors)
+        return (_Apply.apply(upstream, *ctx.saved_tensors), None) + (None,) * len(ctx.saved_tensors)
 
 
-def edge_gradients(descriptor_gradients: torch.Tensor, receivers: torch.Tensor,
-                   jacobians: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """dE_k/dr_e [E, K, 3] from dE_k/dp_i [N, K, D] (each edge's receiver's) and J."""
-    return _Transpose.apply(descriptor_gradients.index_select(0, receivers), *jacobians)
+def linear_change(cached: Cached, change: torch.Tensor) -> torch.Tensor:
+    """sum_e J_e dr_e into each atom [N, D] for edge vector changes [E, 3]."""
+    assert cached.jacobians is not None and cached.slots is not None
+    slotted = change.new_zeros(cached.num_slots, 3).index_add(0, cached.slots, change)  # one edge per slot
+    return _Apply.apply(slotted.unsqueeze(1), *cached.jacobians).squeeze(1)
+
+
+def edge_gradients(cached: Cached, descriptor_gradients: torch.Tensor) -> torch.Tensor:
+    """dE_k/dr_e = J_e^T dE_k/dp_i [E, K, 3] from per-atom gradients [N, K, D]."""
+    assert cached.jacobians is not None and cached.slots is not None
+    slotted = _Transpose.apply(descriptor_gradients, cached.num_slots, *cached.jacobians)
+    return slotted.index_select(0, cached.slots)

@@ -122,7 +122,7 @@ class StackedMembers:
         cached = self.cache.of(self.members[0].potential, batch)
         if cached is None:
             return None
-        descriptors, jacobians = cached
+        descriptors = cached.descriptors
         self._standardize(descriptors)
         assert self.optimizer is not None
         count = len(self.members)
@@ -136,7 +136,7 @@ class StackedMembers:
                 raise ValueError("the loss has a force term but the batch has no force labels")
             (gradients,) = torch.autograd.grad(atomic.sum(), inputs, create_graph=True)  # [K, N, D]
             receivers, senders = batch.edge_index[0], batch.edge_index[1]
-            edges = edge_gradients(gradients.transpose(0, 1), receivers, jacobians)  # [E, K, 3]
+            edges = edge_gradients(cached, gradients.transpose(0, 1).contiguous())  # [E, K, 3]
             num_atoms = batch.positions.shape[0]
             forces = scatter_sum(edges, receivers, num_atoms) - scatter_sum(edges, senders, num_atoms)  # [N, K, 3]
         losses = []
