@@ -155,11 +155,21 @@ class LabelStore:
             ) from error
 
     def _check_version(self) -> None:
-        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = self._connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-        if version == 0 and tables == 0:
-            self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif version == 1:
+        # Read the format and the tables, and stamp a new file, under one write lock: a
+        # process opening the store while another creates it read "format 0" and the other's
+        # fresh tables between two separate reads, and refused the file (a test saw it).
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+            tables = self._connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if version == 0 and tables == 0:
+                self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                version = SCHEMA_VERSION
+        finally:
+            self._connection.execute("COMMIT")
+        if version == SCHEMA_VERSION:
+            return
+        if version == 1:
             self._upgrade_from_rows()
         elif version != SCHEMA_VERSION:
             raise LabelStoreError(
