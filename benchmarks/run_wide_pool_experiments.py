@@ -25,6 +25,10 @@ CONFIG = "examples/si_pbe_soapnet_mp_forces.yaml"
 POOLS = {  # label -> (run-name prefix, overrides on CONFIG)
     "si-pbe pool (4,427)": ("si_pbe_soapnet_mp_forces", ["data.extra_pool=null"]),
     "widened (+1,300)": ("si_pbe_soapnet_mp_forces_wide", []),
+    # MP+LA: the EIP labels of the new configurations in the fine-tuning itself (alpha from 3
+    # values, to fit a session; the 8-value grid is the LA default).
+    "widened (+1,300), MP+LA, α grid {0.1, 0.5, 2}": (
+        "si_pbe_soapnet_mp_la_forces_wide", ["strategy=mp+la", "la.alpha_grid=[0.1, 0.5, 2]"]),
 }
 CARD = (("a0 (Å)", "a0_angstrom", "{:.3f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),
         ("C11", "c11_gpa", "{:.0f}"), ("C12", "c12_gpa", "{:.0f}"), ("C44", "c44_gpa", "{:.0f}"),
@@ -58,6 +62,8 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
              "fine-tuned on DFT energies and forces (10 Å²) for 100; the pool is si-pbe's own 4,427 "
              "configurations, or those plus the 1,300 of `data/si-eip-pool` (diamond under strain and "
              "shear, vacancies, interstitials, surfaces, SW MD; EIP labels only, train/val/test unchanged). "
+             "MP+LA rows: the same pretraining, then LA's classifier, selection and Tukey loss on the EIP "
+             "energies of the selected pool configurations in the fine-tuning (α searched on validation). "
              "Test split; card by `eipnn-validate` at the end of each run (PBE references and tolerances "
              "as in the table above: a0 5.469 Å, B 89, C11 153.1, C12 57.0, C44 74.3 GPa, vacancy 3.6 eV, "
              "Γ 15.1 THz). One CPU thread per run.", "",
