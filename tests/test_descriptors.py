@@ -163,10 +163,25 @@ def test_a_run_with_the_cache_is_the_run_without(data, tmp_path, monkeypatch):
         result = fit(potential, train, val, settings, folder)
         histories.append([row["val_config_mae"] for row in result.history])
         weights.append(torch.cat([p.detach().flatten() for p in potential.parameters()]))
-    assert sum(served) == 3 * 6  # 3 epochs of 6 rows through the cache, none with budget 0
+    # 3 epochs of the 6 training rows and of the 6 validation rows' energies; none with budget 0
+    assert sum(served) == 3 * (6 + 6)
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-9)
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-8, atol=1e-10)
     assert histories[0][0] != histories[0][-1]  # it trained
+
+
+def test_validation_force_metrics_through_the_cache_are_the_ordinary_ones(data):
+    from eipnn_training.train.metrics import EnergyForceMetrics
+
+    graphs, rows = data
+    val = BatchLoader(graphs, graphs.species_index(["Si"]), rows, 4)
+    potential = soapnet(["Si"])
+    metrics = EnergyForceMetrics(10.0)
+    cache = DescriptorCache(jacobians=True, budget=1 << 30)
+    ordinary = metrics(potential, val, torch.device("cpu"), torch.float64)
+    cached = metrics(potential, val, torch.device("cpu"), torch.float64, energies=cached_energies(potential, cache))
+    assert len(cache.rows) == 6 and ordinary["val_force_mae"] > 0
+    assert cached == pytest.approx(ordinary, rel=1e-10)
 
 
 def _ensemble_case(data):

@@ -31,8 +31,8 @@ from ..models.potential import Potential
 from .checkpoint import ResumeError, load_state
 from .stacked import StackedMembers, stackable
 from ..distributed import barrier
-from .loop import (FitResult, FitSettings, _step_backward, descriptor_cache, descriptor_energies, global_loss,
-                   save_on_main, step_energies)
+from .loop import (FitResult, FitSettings, _step_backward, descriptor_cache, descriptor_energies, evaluate,
+                   global_loss, save_on_main, step_energies)
 
 # Settings every member must share: they shape the one pass over the data.
 SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
@@ -164,7 +164,7 @@ def fit_ensemble(
             stacked.to_members()
         seconds = time.perf_counter() - started
         for m, (loss_sum, rows) in zip(members, sums):
-            metrics = m.settings.evaluate(m.potential, val, device, first.dtype)
+            metrics = evaluate(m.settings, m.potential, val, device, m.energies if cache is not None else None)
             m.result.history.append({"epoch": epoch + 1, "lr": m.optimizer.param_groups[0]["lr"],
                                      "train_loss": loss_sum / max(rows, 1), **metrics,
                                      "seconds": seconds / len(members)})

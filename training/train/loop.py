@@ -149,8 +149,8 @@ def fit(
         raise ValueError("train.max_atoms_per_pass is for one process; under torchrun each rank's batch is "
                          "already its share (lower train.batch_size or add ranks)")
     potential.to(device=device, dtype=settings.dtype)
-    atomic_energies = (compiled_atomic_energies(potential, settings) or step_energies(potential, device)
-                       or descriptor_energies(potential, descriptor_cache([potential], [settings])))
+    cached = descriptor_energies(potential, descriptor_cache([potential], [settings]))
+    atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device) or cached
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -186,7 +186,7 @@ def fit(
                             best_val=f"{result.best_metric:.4g}", refresh=False)
             if on_batch_end is not None:
                 on_batch_end(epoch, step)
-        metrics = settings.evaluate(potential, val, device, settings.dtype)
+        metrics = evaluate(settings, potential, val, device, cached if atomic_energies is cached else None)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss_sum / max(rows, 1), **metrics,
                "seconds": time.perf_counter() - started}
@@ -207,6 +207,15 @@ def fit(
     barrier()  # rank 0 has written best.pt
     potential.load_state_dict(load_state(best, device)["model"])
     return result
+
+
+def evaluate(settings: FitSettings, potential: Potential, val: BatchLoader, device: torch.device,
+             energies: AtomicEnergies | None) -> dict:
+    """``settings.evaluate`` on ``val``, through the descriptor cache when training uses one
+    (validation rows join it: their descriptors do not change either)."""
+    if energies is None:
+        return settings.evaluate(potential, val, device, settings.dtype)
+    return settings.evaluate(potential, val, device, settings.dtype, energies=energies)
 
 
 def step_energies(potential: Potential, device: torch.device) -> AtomicEnergies | None:

@@ -43,8 +43,10 @@ class Predictions:
         return float(np.mean(np.abs(self.predicted_ev - self.target_ev) / self.num_atoms))
 
 
-def predict(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> Predictions:
-    """Energies of every row of ``loader`` (in order), without gradients."""
+def predict(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype,
+            energies: AtomicEnergies | None = None) -> Predictions:
+    """Energies of every row of ``loader`` (in order), without gradients (``energies``: a
+    stand-in for the potential's, e.g. from cached descriptors)."""
     if loader.shuffle:
         raise ValueError("predict needs an unshuffled loader (rows come back in loader order)")
     was_training = potential.training
@@ -53,7 +55,7 @@ def predict(potential: Potential, loader: BatchLoader, device: torch.device, dty
     with torch.no_grad():
         for batch in loader.epoch(0):
             batch = batch.to(device, dtype)
-            parts.append((batch_energies(potential, batch)[:, 0], batch.num_atoms))
+            parts.append((batch_energies(potential, batch, energies)[:, 0], batch.num_atoms))
     potential.train(was_training)
     predicted, num_atoms = [torch.cat([p[k].cpu().double() for p in parts]).numpy() for k in range(2)]
     if loader.sharded:  # every rank's share, back in loader order
@@ -65,13 +67,15 @@ def predict(potential: Potential, loader: BatchLoader, device: torch.device, dty
     return Predictions(rows.indices.astype(np.int64), predicted, rows.targets[:, 0].copy(), num_atoms)
 
 
-def energy_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+def energy_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype,
+                   energies: AtomicEnergies | None = None) -> dict[str, float]:
     """Validation metrics of an energy model: configuration MAE (eV), atom MAE (eV/atom)."""
-    predictions = predict(potential, loader, device, dtype)
+    predictions = predict(potential, loader, device, dtype, energies)
     return {"val_config_mae": predictions.config_mae_ev(), "val_atom_mae": predictions.atom_mae_ev()}
 
 
-def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> float:
+def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype,
+              energies: AtomicEnergies | None = None) -> float:
     """Mean |F_model - F_label| (eV/Å) over every present force component of ``loader``'s
     rows, all outputs (the K heads of MP against their EIPs); NaN when no row has forces."""
     was_training = potential.training
@@ -83,7 +87,7 @@ def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, d
         batch = batch.to(device, dtype)
         positions = batch.positions.detach().requires_grad_(True)
         batch = replace(batch, positions=positions)
-        forces = predicted_forces(batch_energies(potential, batch), positions, create_graph=False)
+        forces = predicted_forces(batch_energies(potential, batch, energies), positions, create_graph=False)
         error = (forces.detach() - batch.forces).abs()[batch.force_mask]  # [present, 3]
         total, count = total + float(error.double().sum()), count + error.numel()
     potential.train(was_training)
@@ -115,8 +119,8 @@ class EnergyForceMetrics:
         return self.prefix + "combined_mae"
 
     def __call__(self, potential: Potential, loader: BatchLoader, device: torch.device,
-                 dtype: torch.dtype) -> dict[str, float]:
-        metrics = self.energy(potential, loader, device, dtype)
-        forces = force_mae(potential, loader, device, dtype)
+                 dtype: torch.dtype, energies: AtomicEnergies | None = None) -> dict[str, float]:
+        metrics = self.energy(potential, loader, device, dtype, energies)
+        forces = force_mae(potential, loader, device, dtype, energies)
         return {**metrics, self.prefix + "force_mae": forces,
                 self.monitor: combined_mae(metrics[self.energy_key], forces, self.force_weight)}

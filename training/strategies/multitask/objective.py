@@ -15,7 +15,7 @@ from ...data.batching import KIND_EIP, Batch, BatchLoader
 from ...distributed import gather_objects
 from ...models.potential import Potential
 from ...train.losses import masked_mse
-from ...train.metrics import batch_energies
+from ...train.metrics import AtomicEnergies, batch_energies
 
 MONITOR = "val_eip_mae"
 FORCE_MONITOR = "val_eip_combined_mae"
@@ -26,7 +26,8 @@ def multitask_mse(predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
     return masked_mse(predicted, batch, batch.kind == KIND_EIP)
 
 
-def eip_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+def eip_metrics(potential: Potential, loader: BatchLoader, device: torch.device, dtype: torch.dtype,
+                energies: AtomicEnergies | None = None) -> dict[str, float]:
     """MAE over present entries: ``val_eip_mae`` (eV) and ``val_eip_atom_mae`` (eV/atom)."""
     was_training = potential.training
     potential.eval()
@@ -34,7 +35,7 @@ def eip_metrics(potential: Potential, loader: BatchLoader, device: torch.device,
     with torch.no_grad():
         for batch in loader.epoch(0):
             batch = batch.to(device, dtype)
-            error = (batch_energies(potential, batch) - batch.targets).abs()  # [B, K]
+            error = (batch_energies(potential, batch, energies) - batch.targets).abs()  # [B, K]
             mask = batch.target_mask
             errors.append(error[mask].double().cpu())
             per_atom.append((error / batch.num_atoms.unsqueeze(1))[mask].double().cpu())
