@@ -10,7 +10,7 @@ one checkpoint holds all of them, so a run killed at any point resumes where it 
 SOAPNet members with their descriptor cached (``descriptors.py``) step as one
 (``stacked.py``): their weights stacked, their MLPs vmapped, all members' forces from one
 product with the descriptor's Jacobians (an 8-member alpha search with forces 0.12x the wall
-time of eight separate runs, a 5-member committee 1.3x one member: docs/training.md). Other
+time of eight separate runs, a 5-member committee 2.3x one member: docs/training.md). Other
 models step one after another on each batch: stacking SchNet's parameters under
 ``torch.func.vmap`` made it 1.5x (energies) to 3x (forces) slower than the members one by one
 (batched gathers and scatters cost more than K plain ones, and SchNet loses its
