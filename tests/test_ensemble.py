@@ -193,3 +193,26 @@ def test_a_committee_is_for_the_baseline_and_mp(workspace):
         config_from_dict({**config_values(workspace, "bad", committee=3), "strategy": "la"})
     with pytest.raises(ConfigError, match="must be >= 1"):
         config_from_dict(config_values(workspace, "bad", committee=0))
+
+
+def test_a_soapnet_committee_trains_stacked_and_exports(workspace, monkeypatch):
+    """Through ``train``: a SOAPNet committee with forces steps as one on its cached
+    descriptor (train/stacked.py), and its model file gives the members' mean and spread."""
+    from eipnn_training.cli.train import train
+    from eipnn_training.train.stacked import StackedMembers
+
+    steps = []
+    step = StackedMembers.step
+    monkeypatch.setattr(StackedMembers, "step", lambda self, b: steps.append(1) or step(self, b))
+    values = config_values(workspace, "soap_committee", committee=2, epochs=2, force_weight=10.0)
+    values["model"] = {"kind": "soapnet", "cutoff_angstrom": 4.0, "head_hidden": 16,
+                       "hyperparameters": {"n_max": 3, "l_max": 3, "num_features": 16, "num_dense": 2,
+                                           "smooth_width_angstrom": 1.5}}
+    results = train(config_from_dict(values))
+    assert steps and results["committee"]["seeds"] == [3, 4]
+    calc = EIPNNCalculator(str(workspace / "runs" / "soap_committee" / "model.pt"))
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = calc
+    atoms.get_forces()
+    assert calc.committee_size == 2 and calc.results["energy_std"] > 0
