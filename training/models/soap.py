@@ -295,7 +295,6 @@ class SOAP(nn.Module):
         everything = torch.cat(blocks, dim=1)  # [N, L (S n)^2]
         return everything.index_select(1, self.feature_index)
 
-
     def descriptors_and_jacobians(
         self,
         species: torch.Tensor,

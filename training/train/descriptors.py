@@ -11,7 +11,7 @@ autograd graph and differentiates it twice. Neither is needed:
   p + sum_e J_e (r_e - r_e.detach()), whose value is p and whose derivative by the edge
   vectors is J: the forces -dE/dx and their weight gradient (the double backward of a
   force loss) are those of the full model, to float rounding (a test), while autograd only
-  ever sees the MLP, one batched matrix product per batch and the gathers of the edges.
+  ever sees the MLP and batched matrix products with J, one per configuration.
   Derivatives of second order in the positions are not those of the model (the descriptor's
   curvature is absent), and training needs none.
 

@@ -132,7 +132,7 @@ def fit_ensemble(
     last, start_epoch = checkpoint_dir / "last.pt", 0
     if resume:
         start_epoch = _restore(members, load_state(last, device))
-    stacked = StackedMembers(members, cache) if cache is not None and stackable(potentials, settings, cache) else None
+    stacked = StackedMembers(members, cache) if stackable(potentials, settings, cache) else None
     bar = tqdm(total=steps, initial=start_epoch * len(train), desc=f"train x{len(members)}",
                disable=not first.progress, dynamic_ncols=True)
     for epoch in range(start_epoch, first.epochs):

@@ -23,7 +23,7 @@ from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .descriptors import DescriptorCache, budget_bytes, cached_energies, has_fixed_descriptor
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
-from .passes import backward_in_passes
+from .passes import backward_in_passes, weights
 from .metrics import AtomicEnergies, batch_energies, energy_metrics
 from .schedules import ScheduleBuilder, linear_decay
 
@@ -104,13 +104,6 @@ def _step_backward(potential: Potential, batch: Batch, settings: FitSettings,
 
     return backward_in_passes(potential, batch, loss_of, force_term is not None, limit, atomic_energies,
                               settings.batched_force_gradients)
-
-
-def weights(potential: Potential) -> list[torch.Tensor]:
-    """The trained parameters: what a step's backward is for. Naming them stops autograd
-    from also taking the force loss's gradient by the positions, a leaf there, through the
-    whole double-backward graph (SOAPNet's cached force step 20 % faster)."""
-    return [p for p in potential.parameters() if p.requires_grad]
 
 
 def compiled_atomic_energies(potential: Potential, settings: FitSettings) -> AtomicEnergies | None:
