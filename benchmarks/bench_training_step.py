@@ -25,7 +25,9 @@ Writes the ``bench-training-step`` section of docs/training.md (``--doc`` to cha
 ``--part forces`` times seconds per epoch of energy-only against energy + force training
 (the double backward, ``train.force_weight`` > 0) for the paper's SchNet and SOAPNet on the
 same si-pbe train batches, and MP pretraining with EIP forces (``pretrain.force_weight``):
-8 heads need 8 force gradients, one autograd call per head or one vmapped call. The force
+8 heads need 8 force gradients, one autograd call per head or one vmapped call (SOAPNet
+with its descriptor cached: through the positions, a pass over J per head, or the 8
+gradients by the descriptor and one product with J for all, the training default). The force
 labels of the MP rows are random (timing only: the values do not change the work). Seconds
 per epoch = median ms per step x steps per epoch (664 train configurations = 21 steps of 32;
 MP: 4,427 pool configurations = 139 steps), validation not included. Writes the
@@ -145,20 +147,38 @@ def force_paths(model: str, config, data, batches: list[Batch]) -> dict[str, For
         paths.update({
             f"{model}, energies, descriptors cached (`train.descriptor_cache_mb`)": (
                 single, batches, FitSettings(), TRAIN_STEPS, energies),
+            f"{model}, energies + forces, descriptors and Jacobians cached, through the positions": (
+                single, batches, forces, TRAIN_STEPS, through_positions(energies)),
             f"{model}, energies + forces, descriptors and Jacobians cached": (
                 single, batches, forces, TRAIN_STEPS, energies),
         })
-    if model == "SchNet":  # MP pretraining, K = 8 heads
-        heads = seeded_potential(spec, 1, num_outputs=MP_HEADS)
-        pool = [with_random_eip_forces(b, MP_HEADS, k) for k, b in enumerate(batches)]
-        mp = FitSettings(force_loss=ForceMSE(DEFAULT_FORCE_WEIGHT, kind=KIND_EIP))
+    # MP pretraining, K = 8 heads
+    heads = seeded_potential(spec, 1, num_outputs=MP_HEADS)
+    pool = [with_random_eip_forces(b, MP_HEADS, k) for k, b in enumerate(batches)]
+    mp = FitSettings(force_loss=ForceMSE(DEFAULT_FORCE_WEIGHT, kind=KIND_EIP))
+    paths.update({
+        f"{model} MP, 8 EIP energies (`pretrain.force_weight: 0`)": (heads, pool, FitSettings(), POOL_STEPS, None),
+        f"{model} MP, + 8 EIP forces, one autograd call per head": (heads, pool, mp, POOL_STEPS, None),
+    })
+    if model == "SchNet":
+        paths[f"{model} MP, + 8 EIP forces, one vmapped call"] = (
+            heads, pool, FitSettings(force_loss=mp.force_loss, batched_force_gradients=True), POOL_STEPS, None)
+    if model == "SOAPNet":
+        energies = cached_energies(heads, cache)
         paths.update({
-            f"{model} MP, 8 EIP energies (`pretrain.force_weight: 0`)": (heads, pool, FitSettings(), POOL_STEPS, None),
-            f"{model} MP, + 8 EIP forces, one autograd call per head": (heads, pool, mp, POOL_STEPS, None),
-            f"{model} MP, + 8 EIP forces, one vmapped call": (
-                heads, pool, FitSettings(force_loss=mp.force_loss, batched_force_gradients=True), POOL_STEPS, None),
+            f"{model} MP, 8 EIP energies, descriptors cached": (heads, pool, FitSettings(), POOL_STEPS, energies),
+            f"{model} MP, + 8 EIP forces, cached, through the positions (a pass over J per head)": (
+                heads, pool, mp, POOL_STEPS, through_positions(energies)),
+            f"{model} MP, + 8 EIP forces, cached, one product with J for all heads": (
+                heads, pool, mp, POOL_STEPS, energies),
         })
     return paths
+
+
+def through_positions(energies: AtomicEnergies) -> AtomicEnergies:
+    """The cached energies without their direct force path: forces by autograd through the
+    positions and the linearised descriptor, one pass over J per output."""
+    return lambda batch: energies(batch)
 
 
 def force_benchmark(args) -> None:
@@ -193,7 +213,7 @@ def force_benchmark(args) -> None:
         f"loss (`_step_loss`) for the paper's SchNet (128/5/128) and SOAPNet (n_max 8, l_max 6, 5 x 128) on "
         f"{args.batches} si-pbe train batches of 32, float32, {args.threads} torch thread(s), median of "
         f"{args.repeats}; load average {statistics.mean(load):.1f} while it ran (the paths alternate); "
-        f"{time.perf_counter() - started:.0f} s in all. MP rows: the SchNet with 8 heads on the same batches "
+        f"{time.perf_counter() - started:.0f} s in all. MP rows: the model with 8 heads on the same batches "
         "(random EIP force labels). Seconds per epoch = ms per step x steps per epoch, without validation. "
         "'vs energies': against the energy-only row of the same path (cached rows against the cached energy "
         "step); the cache is filled once per run, before these steps.", "",

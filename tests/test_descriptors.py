@@ -18,7 +18,7 @@ from eipnn_training.models.derivatives import predicted_forces
 from eipnn_training.strategies.label_augmentation.tukey import AugmentedForceLoss, AugmentedLoss
 from eipnn_training.train.descriptors import DescriptorCache, cached_energies
 from eipnn_training.train.loop import FitSettings, _step_backward, fit
-from eipnn_training.train.metrics import batch_energies
+from eipnn_training.train.metrics import batch_energies, energies_and_forces
 
 CUTOFF = 4.0
 SMALL = {"n_max": 3, "l_max": 3, "num_features": 16, "num_dense": 2, "smooth_width_angstrom": 1.5}
@@ -132,7 +132,12 @@ def test_cached_forces_are_the_models(data):
         positions = batch.positions.clone().requires_grad_(True)
         total = batch_energies(potential, replace(batch, positions=positions), energies)
         forces.append(predicted_forces(total, positions, create_graph=False))
-    torch.testing.assert_close(forces[1], forces[0], rtol=1e-10, atol=1e-10)
+    # The direct path (gradients by the descriptor, one product with J for all outputs).
+    energies, direct = energies_and_forces(potential, batch, cached_energies(potential, cache), create_graph=False)
+    torch.testing.assert_close(energies, batch_energies(potential, batch), rtol=1e-12, atol=0)
+    for other in forces[1], direct:
+        torch.testing.assert_close(other, forces[0], rtol=1e-10, atol=1e-10)
+    assert not direct.requires_grad and forces[0].abs().max() > 0.1
 
 
 def test_a_full_budget_takes_the_ordinary_path(data):

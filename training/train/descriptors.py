@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from ..data.batching import Batch
+from ..models.derivatives import predicted_forces
+from ..models.layers import scatter_sum
 from ..models.soap import dense_slots
 from ..models.potential import Potential
 from .passes import sub_batch
@@ -162,10 +164,16 @@ class DescriptorCache:
         return _Row(descriptors, grouped.reshape(num_atoms, width * 3, features).contiguous(), slots)
 
 
-def cached_energies(potential: Potential, cache: DescriptorCache) -> Callable[[Batch], Optional[torch.Tensor]]:
-    """Per-atom energies [N, K] of a batch from the cache (None: take the ordinary path)."""
-    def energies(batch: Batch) -> Optional[torch.Tensor]:
-        cached = cache.of(potential, batch)
+class CachedEnergies:
+    """The stand-in for ``potential.atomic_energies`` on cached descriptors
+    (``metrics.AtomicEnergies``): a call gives per-atom energies [N, K] (None: take the
+    ordinary path); ``with_forces`` gives them with the forces of all K outputs at once."""
+
+    def __init__(self, potential: Potential, cache: DescriptorCache) -> None:
+        self.potential, self.cache = potential, cache
+
+    def __call__(self, batch: Batch) -> Optional[torch.Tensor]:
+        cached = self.cache.of(self.potential, batch)
         if cached is None:
             return None
         descriptors = cached.descriptors
@@ -176,8 +184,31 @@ def cached_energies(potential: Potential, cache: DescriptorCache) -> Callable[[B
             vectors = positions[edge_index[1]] - positions[edge_index[0]] + batch.edge_shift
             change = vectors - vectors.detach()  # 0 in value, the identity in derivative
             descriptors = descriptors + linear_change(cached, change)
-        return potential.energies_of(potential.representation.features_of(descriptors), batch.species)
-    return energies
+        return self._energies(descriptors, batch.species)
+
+    def with_forces(self, batch: Batch, create_graph: bool = True) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-atom energies [N, K] and forces -dE_k/dx [N, K, 3], with their graphs when
+        ``create_graph``; None when the cache cannot hold the batch. The K gradients dE_k/dp
+        go through the MLP only, and one product with J per configuration serves all K
+        (through the positions, each output would take its own pass over J)."""
+        cached = self.cache.of(self.potential, batch)
+        if cached is None:
+            return None
+        if cached.jacobians is None:
+            raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
+        descriptors = cached.descriptors.detach().requires_grad_(True)
+        atomic = self._energies(descriptors, batch.species)  # [N, K]
+        gradients = -predicted_forces(atomic, descriptors, create_graph=create_graph)  # [N, K, D]
+        forces = forces_from_gradients(cached, batch, gradients)
+        return (atomic, forces) if create_graph else (atomic.detach(), forces.detach())
+
+    def _energies(self, descriptors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        return self.potential.energies_of(self.potential.representation.features_of(descriptors), species)
+
+
+def cached_energies(potential: Potential, cache: DescriptorCache) -> CachedEnergies:
+    """Per-atom energies [N, K] of a batch from the cache (None: take the ordinary path)."""
+    return CachedEnergies(potential, cache)
 
 
 # J v and its adjoint J^T g for K columns at once (K ensemble members, or 1), each the other's
@@ -247,3 +278,12 @@ def edge_gradients(cached: Cached, descriptor_gradients: torch.Tensor) -> torch.
     assert cached.jacobians is not None and cached.slots is not None
     slotted = _Transpose.apply(descriptor_gradients, cached.num_slots, *cached.jacobians)
     return slotted.index_select(0, cached.slots)
+
+
+def forces_from_gradients(cached: Cached, batch: Batch, descriptor_gradients: torch.Tensor) -> torch.Tensor:
+    """Forces -dE_k/dx [N, K, 3] from per-atom gradients dE_k/dp_i [N, K, D]: each edge's
+    dE_k/dr_e (r_e = x_sender - x_receiver + shift) pushes its receiver by +, its sender by -."""
+    edges = edge_gradients(cached, descriptor_gradients)  # [E, K, 3]
+    receivers, senders = batch.edge_index[0], batch.edge_index[1]
+    num_atoms = batch.positions.shape[0]
+    return scatter_sum(edges, receivers, num_atoms) - scatter_sum(edges, senders, num_atoms)

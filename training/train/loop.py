@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -18,13 +18,12 @@ from tqdm import tqdm
 
 from ..data.batching import Batch, BatchLoader
 from ..distributed import EnergiesOf, barrier, data_parallel, global_sum, world
-from ..models.derivatives import predicted_forces
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .descriptors import DescriptorCache, budget_bytes, cached_energies, has_fixed_descriptor
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
 from .passes import backward_in_passes, weights
-from .metrics import AtomicEnergies, batch_energies, energy_metrics
+from .metrics import AtomicEnergies, batch_energies, energies_and_forces, energy_metrics
 from .schedules import ScheduleBuilder, linear_decay
 
 Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]
@@ -74,12 +73,8 @@ def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
         return settings.loss(batch_energies(potential, batch, atomic_energies), batch)
     if batch.forces is None:
         raise ValueError("the loss has a force term but the batch has no force labels")
-    # A leaf of its own: the caller's batch keeps positions without grad (SchNet takes its
-    # energy-only shortcut only for those).
-    positions = batch.positions.detach().requires_grad_(True)
-    batch = replace(batch, positions=positions)
-    energies = batch_energies(potential, batch, atomic_energies)
-    forces = predicted_forces(energies, positions, batched=settings.batched_force_gradients)  # [N, K, 3]
+    energies, forces = energies_and_forces(potential, batch, atomic_energies,
+                                           batched=settings.batched_force_gradients)  # [B, K], [N, K, 3]
     return settings.loss(energies, batch) + force_term(forces, batch)
 
 

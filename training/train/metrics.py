@@ -29,6 +29,25 @@ def batch_energies(potential: Potential, batch: Batch, atomic_energies: AtomicEn
     return scatter_sum(atomic, batch.batch, batch.num_rows)
 
 
+def energies_and_forces(potential: Potential, batch: Batch, atomic_energies: AtomicEnergies | None = None,
+                        create_graph: bool = True, batched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Total energies [B, K] (eV) and forces -dE_k/dx [N, K, 3] (eV/Å) of every output:
+    from the stand-in's own force path when it has one (``with_forces``: cached descriptors,
+    one product with J for all K), else by the gradient by the positions (``batched``: one
+    vmapped call for the K outputs)."""
+    direct = getattr(atomic_energies, "with_forces", None)
+    found = direct(batch, create_graph) if direct is not None else None
+    if found is not None:
+        atomic, forces = found
+        return scatter_sum(atomic, batch.batch, batch.num_rows), forces
+    # A leaf of its own: the caller's batch keeps positions without grad (SchNet takes its
+    # energy-only shortcut only for those).
+    positions = batch.positions.detach().requires_grad_(True)
+    batch = replace(batch, positions=positions)
+    energies = batch_energies(potential, batch, atomic_energies)
+    return energies, predicted_forces(energies, positions, create_graph=create_graph, batched=batched)
+
+
 @dataclass
 class Predictions:
     rows: np.ndarray  # configuration indices
@@ -85,9 +104,7 @@ def force_mae(potential: Potential, loader: BatchLoader, device: torch.device, d
         if batch.forces is None:
             continue
         batch = batch.to(device, dtype)
-        positions = batch.positions.detach().requires_grad_(True)
-        batch = replace(batch, positions=positions)
-        forces = predicted_forces(batch_energies(potential, batch, energies), positions, create_graph=False)
+        _, forces = energies_and_forces(potential, batch, energies, create_graph=False)
         error = (forces.detach() - batch.forces).abs()[batch.force_mask]  # [present, 3]
         total, count = total + float(error.double().sum()), count + error.numel()
     potential.train(was_training)

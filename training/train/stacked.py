@@ -34,7 +34,7 @@ from torch import nn
 from ..data.batching import Batch
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
-from .descriptors import DescriptorCache, edge_gradients
+from .descriptors import DescriptorCache, forces_from_gradients
 from .loop import FitSettings
 
 # Settings the members must share to take one Adam step with one schedule.
@@ -135,10 +135,7 @@ class StackedMembers:
             if batch.forces is None:
                 raise ValueError("the loss has a force term but the batch has no force labels")
             (gradients,) = torch.autograd.grad(atomic.sum(), inputs, create_graph=True)  # [K, N, D]
-            receivers, senders = batch.edge_index[0], batch.edge_index[1]
-            edges = edge_gradients(cached, gradients.transpose(0, 1).contiguous())  # [E, K, 3]
-            num_atoms = batch.positions.shape[0]
-            forces = scatter_sum(edges, receivers, num_atoms) - scatter_sum(edges, senders, num_atoms)  # [N, K, 3]
+            forces = forces_from_gradients(cached, batch, gradients.transpose(0, 1).contiguous())  # [N, K, 3]
         losses = []
         for k, m in enumerate(self.members):
             loss = m.settings.loss(energies[:, k:k + 1], batch)
