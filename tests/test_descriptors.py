@@ -150,6 +150,32 @@ def test_a_full_budget_takes_the_ordinary_path(data):
     assert DescriptorCache(jacobians=False, budget=0).of(potential, batch) is None
 
 
+def test_filling_a_loader_at_once_gives_each_configurations_own_values(data):
+    """``fill`` computes a loader's rows in groups of its batch size; each configuration's
+    descriptors and grouped Jacobians are those it gets alone, and a step after the fill
+    computes nothing more. A budget that runs out stops the fill."""
+    graphs, rows = data
+    species_index = graphs.species_index(["Si"])
+    loader = BatchLoader(graphs, species_index, rows, 4, shuffle=True, seed=2)
+    potential = soapnet(["Si"])
+    filled = DescriptorCache(jacobians=True, budget=1 << 30)
+    filled.fill(potential, loader, torch.device("cpu"), torch.float64)
+    assert sorted(filled.rows) == list(range(6))
+    alone = DescriptorCache(jacobians=True, budget=1 << 30)
+    batch = collate(graphs, species_index, rows, np.arange(6)).to("cpu", torch.float64)
+    alone.of(potential, batch)
+    for row, values in alone.rows.items():
+        group = filled.rows[row]
+        torch.testing.assert_close(group.descriptors, values.descriptors, rtol=1e-12, atol=0)
+        torch.testing.assert_close(group.jacobians, values.jacobians, rtol=1e-12, atol=1e-14)
+        assert torch.equal(group.slots, values.slots)
+    used = filled.used
+    assert filled.of(potential, batch) is not None and filled.used == used
+    small = DescriptorCache(jacobians=True, budget=used // 2)
+    small.fill(potential, loader, torch.device("cpu"), torch.float64)
+    assert small.full and 0 < len(small.rows) < 6 and small.used <= used // 2
+
+
 def test_a_run_with_the_cache_is_the_run_without(data, tmp_path, monkeypatch):
     graphs, rows = data
     served = []  # batches the cache gave descriptors for

@@ -31,7 +31,7 @@ from ..models.potential import Potential
 from .checkpoint import ResumeError, load_state
 from .stacked import StackedMembers, stackable
 from ..distributed import barrier
-from .loop import (FitResult, FitSettings, _step_backward, descriptor_cache, descriptor_energies, evaluate,
+from .loop import (FitResult, FitSettings, _step_backward, descriptor_energies, evaluate, filled_cache,
                    global_loss, save_on_main, step_energies)
 
 # Settings every member must share: they shape the one pass over the data.
@@ -126,7 +126,7 @@ def fit_ensemble(
     folders = member_dirs or [member_folder(checkpoint_dir, k) for k in range(len(potentials))]
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     members = [_member(p, s, steps, folder) for p, s, folder in zip(potentials, settings, folders)]
-    cache = descriptor_cache(potentials, settings)  # one for all members: the descriptor has no weights
+    cache = filled_cache(potentials, settings, (train, val), device)  # one for all: the descriptor has no weights
     for m in members:
         m.energies = m.energies or descriptor_energies(m.potential, cache)
     last, start_epoch = checkpoint_dir / "last.pt", 0

@@ -137,7 +137,7 @@ def fit(
         raise ValueError("train.max_atoms_per_pass is for one process; under torchrun each rank's batch is "
                          "already its share (lower train.batch_size or add ranks)")
     potential.to(device=device, dtype=settings.dtype)
-    cached = descriptor_energies(potential, descriptor_cache([potential], [settings]))
+    cached = descriptor_energies(potential, filled_cache([potential], [settings], (train, val), device))
     atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device) or cached
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
@@ -223,6 +223,16 @@ def descriptor_cache(potentials: list[Potential], settings: list[FitSettings]) -
         return None
     jacobians = any(s.force_term() is not None for s in settings)
     return DescriptorCache(jacobians, budget_bytes(settings[0].descriptor_cache_mb))
+
+
+def filled_cache(potentials: list[Potential], settings: list[FitSettings], loaders: tuple[BatchLoader, ...],
+                 device: torch.device) -> Optional[DescriptorCache]:
+    """``descriptor_cache``, filled with the rows of ``loaders`` (progress bar if asked)."""
+    cache = descriptor_cache(potentials, settings)
+    if cache is not None:
+        for loader in loaders:
+            cache.fill(potentials[0], loader, device, settings[0].dtype, progress=settings[0].progress)
+    return cache
 
 
 def descriptor_energies(potential: Potential, cache: Optional[DescriptorCache]) -> AtomicEnergies | None:
