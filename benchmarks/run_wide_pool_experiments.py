@@ -1,6 +1,7 @@
 """What widening the EIP pool does to the property card (issue 22): SOAPNet MP pretrained on
 the EIP energies of si-pbe's own unlabeled pool, or of that pool plus data/si-eip-pool,
-then fine-tuned on DFT energies and forces; split seeds 1–3; every run's card.
+then fine-tuned on DFT energies and forces; split seeds 1–3; every run's card. Also MP
+pretrained on the EIPs' forces too, and MP+LA.
 
     .venv/bin/python benchmarks/run_wide_pool_experiments.py progress=false num_threads=1
     .venv/bin/python benchmarks/run_wide_pool_experiments.py --report-only   # rewrite docs/results.md
@@ -25,6 +26,9 @@ CONFIG = "examples/si_pbe_soapnet_mp_forces.yaml"
 POOLS = {  # label -> (run-name prefix, overrides on CONFIG)
     "si-pbe pool (4,427)": ("si_pbe_soapnet_mp_forces", ["data.extra_pool=null"]),
     "widened (+1,300)": ("si_pbe_soapnet_mp_forces_wide", []),
+    # MP on the EIPs' forces as well as their energies (3N + 1 labels per configuration and EIP).
+    "widened (+1,300), MP on EIP energies and forces": (
+        "si_pbe_soapnet_mp_eipforces_wide", ["pretrain.force_weight=10"]),
     # MP+LA: the EIP labels of the new configurations in the fine-tuning itself (alpha from 3
     # values, to fit a session; the 8-value grid is the LA default).
     "widened (+1,300), MP+LA, α grid {0.1, 0.5, 2}": (
@@ -62,7 +66,8 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
              "fine-tuned on DFT energies and forces (10 Å²) for 100; the pool is si-pbe's own 4,427 "
              "configurations, or those plus the 1,300 of `data/si-eip-pool` (diamond under strain and "
              "shear, vacancies, interstitials, surfaces, SW MD; EIP labels only, train/val/test unchanged). "
-             "MP+LA rows: the same pretraining, then LA's classifier, selection and Tukey loss on the EIP "
+             "'EIP energies and forces' rows: the pretraining also fits each head's forces to its EIP's "
+             "(`pretrain.force_weight: 10` Å², the weight of the DFT forces). MP+LA rows: the same pretraining, then LA's classifier, selection and Tukey loss on the EIP "
              "energies of the selected pool configurations in the fine-tuning (α searched on validation). "
              "Test split; card by `eipnn-validate` at the end of each run (PBE references and tolerances "
              "as in the table above: a0 5.469 Å, B 89, C11 153.1, C12 57.0, C44 74.3 GPa, vacancy 3.6 eV, "
