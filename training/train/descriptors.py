@@ -146,6 +146,7 @@ class DescriptorCache:
         a resumed run refills the same values). Stops where the budget is full."""
         if self.full:
             return
+        self._check_signature(potential, dtype)
         ordered = BatchLoader(loader.graphs, loader.species_index, loader.rows, loader.batch_size)
         with tqdm(total=len(loader.rows), desc="descriptors", unit="config", disable=not progress,
                   dynamic_ncols=True, leave=False) as bar:
@@ -153,7 +154,6 @@ class DescriptorCache:
                 rows = batch.rows.tolist()
                 if any(row not in self.rows for row in rows):
                     batch = batch.to(device, dtype)
-                    self._check_signature(potential, dtype)
                     for row, values in zip(rows, self._compute(potential, batch)):
                         if row not in self.rows and not self._store(row, values):
                             return
@@ -231,7 +231,7 @@ class CachedEnergies:
             vectors = positions[edge_index[1]] - positions[edge_index[0]] + batch.edge_shift
             change = vectors - vectors.detach()  # 0 in value, the identity in derivative
             descriptors = descriptors + linear_change(cached, change)
-        return self._energies(descriptors, batch.species)
+        return atomic_energies_of(self.potential, descriptors, batch.species)
 
     def with_forces(self, batch: Batch, create_graph: bool = True) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         """Per-atom energies [N, K] and forces -dE_k/dx [N, K, 3], with their graphs when
@@ -244,13 +244,14 @@ class CachedEnergies:
         if cached.jacobians is None:
             raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
         descriptors = cached.descriptors.detach().requires_grad_(True)
-        atomic = self._energies(descriptors, batch.species)  # [N, K]
+        atomic = atomic_energies_of(self.potential, descriptors, batch.species)  # [N, K]
         gradients = -predicted_forces(atomic, descriptors, create_graph=create_graph)  # [N, K, D]
         forces = forces_from_gradients(cached, batch, gradients)
         return (atomic, forces) if create_graph else (atomic.detach(), forces.detach())
 
-    def _energies(self, descriptors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        return self.potential.energies_of(self.potential.representation.features_of(descriptors), species)
+def atomic_energies_of(potential: Potential, descriptors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    """A descriptor model's per-atom energies [N, K] from its descriptors [N, D]."""
+    return potential.energies_of(potential.representation.features_of(descriptors), species)
 
 
 def cached_energies(potential: Potential, cache: DescriptorCache) -> CachedEnergies:

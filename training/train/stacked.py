@@ -34,7 +34,7 @@ from torch import nn
 from ..data.batching import Batch
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
-from .descriptors import DescriptorCache, forces_from_gradients
+from .descriptors import DescriptorCache, atomic_energies_of, forces_from_gradients
 from .loop import FitSettings
 
 # Settings the members must share to take one Adam step with one schedule.
@@ -49,8 +49,7 @@ class _Energies(nn.Module):
         self.potential = potential
 
     def forward(self, descriptors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        p = self.potential
-        return p.energies_of(p.representation.features_of(descriptors), species)
+        return atomic_energies_of(self.potential, descriptors, species)
 
 
 def stackable(potentials: list[Potential], settings: list[FitSettings], cache: Optional[DescriptorCache]) -> bool:
