@@ -137,8 +137,11 @@ def fit(
         raise ValueError("train.max_atoms_per_pass is for one process; under torchrun each rank's batch is "
                          "already its share (lower train.batch_size or add ranks)")
     potential.to(device=device, dtype=settings.dtype)
-    cached = descriptor_energies(potential, filled_cache([potential], [settings], (train, val), device))
-    atomic_energies = compiled_atomic_energies(potential, settings) or step_energies(potential, device) or cached
+    # The cache is filled only when its stand-in will be used (not under train.compile or DDP).
+    other = compiled_atomic_energies(potential, settings) or step_energies(potential, device)
+    cached = None if other is not None else descriptor_energies(
+        potential, filled_cache([potential], [settings], (train, val), device))
+    atomic_energies = other or cached
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -174,7 +177,7 @@ def fit(
                             best_val=f"{result.best_metric:.4g}", refresh=False)
             if on_batch_end is not None:
                 on_batch_end(epoch, step)
-        metrics = evaluate(settings, potential, val, device, cached if atomic_energies is cached else None)
+        metrics = evaluate(settings, potential, val, device, cached)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss_sum / max(rows, 1), **metrics,
                "seconds": time.perf_counter() - started}
