@@ -209,6 +209,12 @@ def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Mod
     need not search for unused ones."""
     ids = [device.index] if device.type == "cuda" else None
     # Buffers (reference energies, scale, basis constants) are broadcast once, here; they do
-    # not change in training, so no broadcast before every forward.
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=False,
-                                                     broadcast_buffers=False)
+    # not change in training, so no broadcast before every forward. The gradients live in
+    # DDP's buckets (no copy in and out of them each step). On the CPU one bucket holds them
+    # all: an early bucket's all-reduce overlaps nothing there (gloo takes the core the
+    # backward runs on), it only adds a collective.
+    cap = None if device.type == "cuda" else 1.0 + sum(
+        p.numel() * p.element_size() for p in module.parameters()) / 2**20
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=ids, find_unused_parameters=False, broadcast_buffers=False,
+        gradient_as_bucket_view=True, **({} if cap is None else {"bucket_cap_mb": cap}))

@@ -190,6 +190,10 @@ class BatchLoader:
                 self._costs = (edges + atoms).astype(np.float64)
         return self._costs
 
+    def global_rows(self, step: int) -> int:
+        """Rows of global batch ``step`` of an epoch (all ranks' shares together)."""
+        return max(0, min(self.batch_size, len(self.rows) - step * self.batch_size))
+
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         for select in self.selections(epoch):
             yield collate(self.graphs, self.species_index, self.rows, select)

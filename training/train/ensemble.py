@@ -29,10 +29,11 @@ from tqdm import tqdm
 from ..data.batching import BatchLoader
 from ..models.potential import Potential
 from .checkpoint import ResumeError, load_state
+from .optimizer import adam
 from .stacked import StackedMembers, stackable
 from ..distributed import barrier
 from .loop import (FitResult, FitSettings, _step_backward, descriptor_energies, evaluate, filled_cache,
-                   global_loss, save_on_main, step_energies)
+                   EpochLoss, save_on_main, step_energies)
 
 # Settings every member must share: they shape the one pass over the data.
 SHARED_SETTINGS = ("epochs", "device", "dtype", "progress")
@@ -62,7 +63,7 @@ def _check_shared(settings: list[FitSettings]) -> None:
 
 def _member(potential: Potential, settings: FitSettings, steps: int, folder: Path) -> _Member:
     potential.to(device=torch.device(settings.device), dtype=settings.dtype)
-    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
+    optimizer = adam(potential.parameters(), settings.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, settings.schedule(settings.lr, settings.lr_final, steps))
     folder.mkdir(parents=True, exist_ok=True)
     return _Member(potential, settings, optimizer, scheduler, FitResult(), folder,
@@ -89,16 +90,14 @@ def _restore(members: list[_Member], state: dict) -> int:
     return state["epoch"] + 1
 
 
-def _step_one_by_one(members: list[_Member], batch, sums: list[list]) -> None:
+def _step_one_by_one(members: list[_Member], batch, global_rows: int, losses: list[EpochLoss]) -> None:
     """Every member's step on ``batch``, one after another."""
-    for m, total in zip(members, sums):
+    for m, epoch_loss in zip(members, losses):
         loss = _step_backward(m.potential, batch, m.settings, m.energies)
         torch.nn.utils.clip_grad_norm_(m.potential.parameters(), m.settings.grad_clip)
         m.optimizer.step()
         m.scheduler.step()
-        step_loss, step_rows = global_loss(loss, batch.num_rows)
-        total[0] += step_loss * step_rows
-        total[1] += step_rows
+        epoch_loss.add(loss.detach(), global_rows)
 
 
 def fit_ensemble(
@@ -137,7 +136,7 @@ def fit_ensemble(
                disable=not first.progress, dynamic_ncols=True)
     for epoch in range(start_epoch, first.epochs):
         started = time.perf_counter()
-        sums = [[0.0, 0] for _ in members]
+        epoch_losses = [EpochLoss() for _ in members]
         for m in members:
             m.potential.train()
         if stacked is not None:
@@ -146,13 +145,12 @@ def fit_ensemble(
             batch = batch.to(device, first.dtype)
             losses = stacked.step(batch) if stacked is not None else None
             if losses is not None:
-                for loss_value, total in zip(losses, sums):
-                    total[0] += loss_value * batch.num_rows
-                    total[1] += batch.num_rows
+                for loss_value, epoch_loss in zip(losses, epoch_losses):
+                    epoch_loss.add(loss_value, train.global_rows(step))
             else:
                 if stacked is not None:  # a batch the descriptor cache could not hold
                     stacked.to_members()
-                _step_one_by_one(members, batch, sums)
+                _step_one_by_one(members, batch, train.global_rows(step), epoch_losses)
                 if stacked is not None:
                     stacked.from_members()
             bar.update(1)
@@ -163,10 +161,10 @@ def fit_ensemble(
         if stacked is not None:
             stacked.to_members()
         seconds = time.perf_counter() - started
-        for m, (loss_sum, rows) in zip(members, sums):
+        for m, epoch_loss in zip(members, epoch_losses):
             metrics = evaluate(m.settings, m.potential, val, device, m.energies if cache is not None else None)
             m.result.history.append({"epoch": epoch + 1, "lr": m.optimizer.param_groups[0]["lr"],
-                                     "train_loss": loss_sum / max(rows, 1), **metrics,
+                                     "train_loss": epoch_loss.mean(), **metrics,
                                      "seconds": seconds / len(members)})
             if metrics[m.settings.monitor] < m.result.best_metric:
                 m.result.best_metric, m.result.best_epoch = metrics[m.settings.monitor], epoch + 1

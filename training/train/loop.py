@@ -24,6 +24,7 @@ from .descriptors import DescriptorCache, budget_bytes, cached_energies, has_fix
 from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
 from .passes import backward_in_passes, weights
 from .metrics import AtomicEnergies, batch_energies, energies_and_forces, energy_metrics
+from .optimizer import adam
 from .schedules import ScheduleBuilder, linear_decay
 
 Evaluate = Callable[[Potential, BatchLoader, torch.device, torch.dtype], dict]
@@ -142,7 +143,7 @@ def fit(
     cached = None if other is not None else descriptor_energies(
         potential, filled_cache([potential], [settings], (train, val), device))
     atomic_energies = other or cached
-    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.lr)
+    optimizer = adam(potential.parameters(), settings.lr)
     total_steps = settings.epochs * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, settings.schedule(settings.lr, settings.lr_final, total_steps)
@@ -161,7 +162,7 @@ def fit(
         disable=not settings.progress, dynamic_ncols=True,
     )
     for epoch in range(start_epoch, settings.epochs):
-        started, loss_sum, rows = time.perf_counter(), 0.0, 0
+        started, epoch_loss = time.perf_counter(), EpochLoss()
         potential.train()
         for step, batch in enumerate(train.epoch(epoch)):
             batch = batch.to(device, settings.dtype)
@@ -169,17 +170,15 @@ def fit(
             torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.grad_clip)
             optimizer.step()
             scheduler.step()
-            step_loss, step_rows = global_loss(loss, batch.num_rows)
-            loss_sum += step_loss * step_rows
-            rows += step_rows
+            epoch_loss.add(loss.detach(), train.global_rows(step))
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / rows:.4g}",
+            bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_loss.running():.4g}",
                             best_val=f"{result.best_metric:.4g}", refresh=False)
             if on_batch_end is not None:
                 on_batch_end(epoch, step)
         metrics = evaluate(settings, potential, val, device, cached)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": loss_sum / max(rows, 1), **metrics,
+               "train_loss": epoch_loss.mean(), **metrics,
                "seconds": time.perf_counter() - started}
         result.history.append(row)
         if metrics[settings.monitor] < result.best_metric:
@@ -242,15 +241,31 @@ def descriptor_energies(potential: Potential, cache: Optional[DescriptorCache]) 
     return None if cache is None else cached_energies(potential, cache)
 
 
-def global_loss(loss: torch.Tensor, num_rows: int) -> tuple[float, int]:
-    """(loss of the global batch, its rows): under DDP a rank's loss is its share of the
-    global mean times the number of ranks (``distributed.batch_mean``)."""
-    value, rows = float(loss.detach()), num_rows
-    w = world()
-    if w.distributed:
-        total, all_rows = global_sum(value, float(rows))
-        value, rows = total / w.size, int(all_rows)
-    return value, rows
+class EpochLoss:
+    """The training loss of an epoch: the mean over its global batches, each weighted by its
+    rows. Under DDP a rank's step loss is its share of the global batch's mean times the
+    ranks (``distributed.batch_mean``), so the ranks' losses summed and divided by their
+    number are the global batch's loss; they are summed once, in ``mean`` at the end of the
+    epoch, not after every step (a collective per step is one more synchronisation)."""
+
+    def __init__(self) -> None:
+        self.weighted, self.rows = 0.0, 0
+
+    def add(self, loss: torch.Tensor | float, global_rows: int) -> None:
+        """A step's loss (this rank's part) and the rows of its global batch."""
+        self.weighted += float(loss) * global_rows
+        self.rows += global_rows
+
+    def running(self) -> float:
+        """The mean so far, for a progress bar: exact in one process, rank 0's estimate of
+        it (its share of each global batch) under DDP."""
+        return self.weighted / max(self.rows, 1)
+
+    def mean(self) -> float:
+        """The epoch's loss (every rank calls it under DDP: a collective)."""
+        w = world()
+        weighted = global_sum(self.weighted) / w.size if w.distributed else self.weighted
+        return weighted / max(self.rows, 1)
 
 
 def save_on_main(state: dict, path: Path) -> None:

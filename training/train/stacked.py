@@ -36,6 +36,7 @@ from ..models.layers import scatter_sum
 from ..models.potential import Potential
 from .descriptors import DescriptorCache, atomic_energies_of, forces_from_gradients
 from .loop import FitSettings
+from .optimizer import adam
 
 # Settings the members must share to take one Adam step with one schedule.
 OPTIMISER_SETTINGS = ("lr", "lr_final", "grad_clip", "schedule", "max_atoms_per_pass")
@@ -83,7 +84,7 @@ class StackedMembers:
         """Stack the members' weights, buffers and Adam moments."""
         self.params, self.buffers = torch.func.stack_module_state(self.wrappers)
         stacked = [self.params[name] for name in self.names]
-        self.optimizer = torch.optim.Adam(stacked, lr=self.members[0].optimizer.param_groups[0]["lr"])
+        self.optimizer = adam(stacked, self.members[0].optimizer.param_groups[0]["lr"])
         per_member = [list(m.potential.parameters()) for m in self.members]
         for i, parameter in enumerate(stacked):
             states = [m.optimizer.state.get(params[i]) for m, params in zip(self.members, per_member)]

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ...data.batching import BatchLoader
+from ...train.optimizer import adam
 from ...train.schedules import slanted_triangular
 from .classifier import EIPClassifier
 
@@ -70,7 +71,7 @@ def fit_classifier(model: EIPClassifier, train: BatchLoader, val: BatchLoader,
     (the earliest epoch among equals)."""
     device = torch.device(settings.device)
     model.to(device=device, dtype=settings.dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = adam(model.parameters(), settings.lr)
     total_steps = settings.epochs * len(train)
     schedule = slanted_triangular(settings.lr, settings.lr / settings.lr_ratio, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
