@@ -4,11 +4,20 @@ Each run is a normal run folder ``<runs_dir>/<name>``: skipped when its results.
 exists, resumed when it holds any checkpoint (as ``RunFolder`` decides; strategies with
 stages keep theirs in sub-folders). A label-augmentation run that selects nothing leaves
 ``nothing_selected.txt`` instead of results and is not tried again.
+
+Every finished run's results.json is also kept in ``benchmarks/finished/<name>.json``, which
+is committed: ``runs/`` does not outlive the machine it was made on, and a section rewritten
+later on another one must still find the runs it had (and not train them again). A run
+trained by hand (``eipnn-train ...``) joins it with
+
+    .venv/bin/python benchmarks/experiment_runs.py --keep runs/NAME [runs/NAME ...]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +27,39 @@ from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
 from markdown_section import write_section  # benchmarks/, beside this module
 
+FINISHED = Path(__file__).resolve().parent / "finished"
+
+
+def kept(name: str) -> Path:
+    """Where the committed copy of run ``name``'s results.json lives."""
+    return FINISHED / f"{name}.json"
+
+
+def keep(folder: Path) -> Path:
+    """Copy a finished run folder's results.json into ``benchmarks/finished``."""
+    source = folder / "results.json"
+    if not source.exists():
+        raise FileNotFoundError(f"{folder} has no results.json: the run has not finished")
+    FINISHED.mkdir(exist_ok=True)
+    return Path(shutil.copyfile(source, kept(folder.name)))
+
 
 def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
     """results.json of run ``name``: read if finished, else trained (resumed if started);
     {} when label augmentation selected nothing."""
     folder = runs_dir / name
-    if (folder / "results.json").exists():
-        return json.loads((folder / "results.json").read_text())
+    found = read(runs_dir, name)
+    if found is not None:
+        return found
     if (folder / "nothing_selected.txt").exists():
         return {}
     config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
     started = (folder / "checkpoints").exists() and any((folder / "checkpoints").rglob("*.pt"))
     print(f"== {name} ({'resume' if started else 'start'})", flush=True)
     try:
-        return train(config, resume=started)
+        results = train(config, resume=started)
+        keep(folder)
+        return results
     except NothingSelected as error:  # e.g. raw energies: every train class is K
         (folder / "nothing_selected.txt").write_text(str(error) + "\n")
         return {}
@@ -45,9 +73,12 @@ def publish(section: str, results: str, begin: str, end: str) -> int:
 
 
 def read(runs_dir: Path, name: str) -> dict | None:
-    """results.json of run ``name``, or None while it has not finished."""
-    path = runs_dir / name / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """results.json of run ``name`` (its run folder's, else the committed copy), or None
+    while it has not finished."""
+    for path in (runs_dir / name / "results.json", kept(name)):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
 
 
 def mean_std(values: list[float], digits: int = 4) -> str:
@@ -139,3 +170,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, tag: str) -> None:
     add_common_arguments(parser)
     parser.add_argument("--baseline-config", default="examples/si_pbe_schnet_baseline.yaml")
     parser.add_argument("--prefix", default="si_pbe_schnet_", help=f"run names: <prefix>{tag}_s1, ...")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Keep finished runs' results.json in benchmarks/finished.")
+    parser.add_argument("--keep", nargs="+", type=Path, required=True, metavar="RUN_FOLDER")
+    for folder in parser.parse_args().keep:
+        print(keep(folder))
+    sys.exit(0)
