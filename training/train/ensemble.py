@@ -142,15 +142,15 @@ def fit_ensemble(
         if stacked is not None:
             stacked.from_members()
         for step, batch in enumerate(train.epoch(epoch)):
-            batch = batch.to(device, first.dtype)
+            batch, rows = batch.to(device, first.dtype), train.global_rows(step)
             losses = stacked.step(batch) if stacked is not None else None
             if losses is not None:
                 for loss_value, epoch_loss in zip(losses, epoch_losses):
-                    epoch_loss.add(loss_value, train.global_rows(step))
+                    epoch_loss.add(loss_value, rows)
             else:
                 if stacked is not None:  # a batch the descriptor cache could not hold
                     stacked.to_members()
-                _step_one_by_one(members, batch, train.global_rows(step), epoch_losses)
+                _step_one_by_one(members, batch, rows, epoch_losses)
                 if stacked is not None:
                     stacked.from_members()
             bar.update(1)
