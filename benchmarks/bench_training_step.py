@@ -52,6 +52,7 @@ from eipnn_training.models.potential import Potential
 from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies, weights
 from eipnn_training.train.losses import ForceMSE
 from eipnn_training.train.descriptors import DescriptorCache, cached_energies
+from eipnn_training.train.heap import keep_freed_memory
 from eipnn_training.train.stacked import StackedMembers
 from eipnn_training.train.metrics import AtomicEnergies, batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
@@ -413,6 +414,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as in a training run (eipnn-train)
+    keep_freed_memory()  # likewise
     if args.part in ("ensemble", "all"):
         ensemble_benchmark(args)
     if args.part == "ensemble":
