@@ -45,6 +45,7 @@ from typing import Callable
 
 import torch
 
+from eipnn_calc.malloc import tune_malloc
 from eipnn_training.config import DEFAULT_FORCE_WEIGHT, load_config
 from eipnn_training.data.batching import KIND_EIP, Batch
 from eipnn_training.models.layers import scatter_sum
@@ -52,7 +53,6 @@ from eipnn_training.models.potential import Potential
 from eipnn_training.train.loop import FitSettings, _step_loss, compiled_atomic_energies, weights
 from eipnn_training.train.losses import ForceMSE
 from eipnn_training.train.descriptors import DescriptorCache, cached_energies
-from eipnn_training.train.heap import keep_freed_memory
 from eipnn_training.train.stacked import StackedMembers
 from eipnn_training.train.metrics import AtomicEnergies, batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
@@ -414,7 +414,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as in a training run (eipnn-train)
-    keep_freed_memory()  # likewise
+    tune_malloc()  # likewise
     if args.part in ("ensemble", "all"):
         ensemble_benchmark(args)
     if args.part == "ensemble":

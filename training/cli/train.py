@@ -16,6 +16,7 @@ import torch
 
 from eipnn_calc.cli_errors import one_line, run_console
 from eipnn_calc.errors import EIPNNError
+from eipnn_calc.malloc import tune_malloc
 
 from .. import distributed
 from ..config import RunConfig, load_config
@@ -23,7 +24,6 @@ from ..runs import RunFolder
 from ..strategies.baseline import run_baseline
 from ..strategies.label_augmentation import run_label_augmentation
 from ..strategies.multitask import run_mp, run_mp_la
-from ..train.heap import keep_freed_memory
 from ..train.session import check_choices
 from ..validation.training_run import run_card
 
@@ -43,8 +43,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, **ho
     # a training run owns it.
     torch.set_flush_denormal(True)
     # Freed temporaries stay in the heap instead of going back to the kernel and faulting in
-    # again at the next step (SchNet's force step 1.3x faster, train/heap.py).
-    keep_freed_memory()
+    # again at the next step (SchNet's force step 1.3x faster; eipnn_calc/malloc.py).
+    tune_malloc()
     run = RunFolder(config.run_dir)
     run.create(config, resume=resume, overwrite=overwrite)
     try:

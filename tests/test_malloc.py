@@ -1,5 +1,5 @@
-"""The training process keeps the memory it frees (train/heap.py): large temporaries freed
-and allocated again do not page-fault once the heap has grown."""
+"""``tune_malloc`` (eipnn_calc/malloc.py; the calculator's opt-in, always on in eipnn-train):
+large temporaries freed and allocated again do not page-fault once the heap has grown."""
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +9,8 @@ import sys
 ROUNDS = """
 import resource, sys, torch
 if sys.argv[1] == "keep":
-    from eipnn_training.train.heap import keep_freed_memory
-    assert keep_freed_memory()
+    from eipnn_calc.malloc import tune_malloc
+    assert tune_malloc()
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     blocks = [torch.ones(6 << 18) for _ in range(10)]
