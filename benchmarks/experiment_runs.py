@@ -3,7 +3,8 @@
 Each run is a normal run folder ``<runs_dir>/<name>``: skipped when its results.json
 exists, resumed when it holds any checkpoint (as ``RunFolder`` decides; strategies with
 stages keep theirs in sub-folders). A label-augmentation run that selects nothing leaves
-``nothing_selected.txt`` instead of results and is not tried again.
+``nothing_selected.txt`` instead of results (kept too, as
+``benchmarks/finished/<name>.nothing_selected.txt``) and is not tried again.
 
 Every finished run's results.json is also kept in ``benchmarks/finished/<name>.json``, which
 is committed: ``runs/`` does not outlive the machine it was made on, and a section rewritten
@@ -28,6 +29,7 @@ from eipnn_training.strategies.label_augmentation.errors import NothingSelected
 from markdown_section import write_section  # benchmarks/, beside this module
 
 FINISHED = Path(__file__).resolve().parent / "finished"
+NOTHING_SELECTED = "nothing_selected.txt"  # what an LA run that selected nothing leaves
 
 
 def kept(name: str) -> Path:
@@ -35,13 +37,27 @@ def kept(name: str) -> Path:
     return FINISHED / f"{name}.json"
 
 
+def kept_nothing_selected(name: str) -> Path:
+    """Where the committed copy of run ``name``'s nothing-selected marker lives."""
+    return FINISHED / f"{name}.{NOTHING_SELECTED}"
+
+
 def keep(folder: Path) -> Path:
-    """Copy a finished run folder's results.json into ``benchmarks/finished``."""
-    source = folder / "results.json"
+    """Copy a finished run folder's results.json (or, for an LA run that selected nothing,
+    its marker) into ``benchmarks/finished``."""
+    source, target = folder / "results.json", kept(folder.name)
+    if not source.exists() and (folder / NOTHING_SELECTED).exists():
+        source, target = folder / NOTHING_SELECTED, kept_nothing_selected(folder.name)
     if not source.exists():
         raise FileNotFoundError(f"{folder} has no results.json: the run has not finished")
     FINISHED.mkdir(exist_ok=True)
-    return Path(shutil.copyfile(source, kept(folder.name)))
+    return Path(shutil.copyfile(source, target))
+
+
+def nothing_selected(runs_dir: Path, name: str) -> bool:
+    """True when run ``name`` is an LA run that selected nothing (its run folder says so,
+    or the committed copy of its marker)."""
+    return (runs_dir / name / NOTHING_SELECTED).exists() or kept_nothing_selected(name).exists()
 
 
 def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) -> dict:
@@ -51,7 +67,7 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
     found = read(runs_dir, name)
     if found is not None:
         return found
-    if (folder / "nothing_selected.txt").exists():
+    if nothing_selected(runs_dir, name):
         return {}
     config = load_config(config_path, overrides + [f"name={name}", f"runs_dir={runs_dir}"])
     started = (folder / "checkpoints").exists() and any((folder / "checkpoints").rglob("*.pt"))
@@ -61,7 +77,8 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
         keep(folder)
         return results
     except NothingSelected as error:  # e.g. raw energies: every train class is K
-        (folder / "nothing_selected.txt").write_text(str(error) + "\n")
+        (folder / NOTHING_SELECTED).write_text(str(error) + "\n")
+        keep(folder)
         return {}
 
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from experiment_runs import (LA_DIAGNOSTICS_HEADER, add_run_arguments, change_on_shared_seeds, la_diagnostics_row,
-                             mean_std, publish, read, run_once)  # benchmarks/, beside this script
+                             mean_std, nothing_selected, publish, read, run_once)  # benchmarks/, beside this script
 
 BEGIN, END = "<!-- label-augmentation:begin -->", "<!-- label-augmentation:end -->"
 ABLATIONS = {  # name suffix -> overrides (on top of the seed-1 chosen alpha)
@@ -67,7 +67,7 @@ def report(runs_dir: Path, prefix: str, seeds: list[int]) -> str:
     for suffix in ["la"] + list(ABLATIONS):
         name = f"{prefix}la_s1" if suffix == "la" else f"{prefix}la_s1_{suffix}"
         result = read(runs_dir, name)
-        if (runs_dir / name / "nothing_selected.txt").exists():
+        if nothing_selected(runs_dir, name):
             lines.append(f"| {suffix} | 0 (nothing selected: LA = baseline) | | | | | |")
         elif result:
             lines.append(ablation_row(suffix, result))

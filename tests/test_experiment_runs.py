@@ -41,3 +41,17 @@ def test_the_run_folder_wins_over_the_kept_copy_and_an_unfinished_run_cannot_be_
     (tmp_path / "c" / "run_s2").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="has not finished"):
         experiment_runs.keep(tmp_path / "c" / "run_s2")
+
+
+def test_an_la_run_that_selected_nothing_is_kept_and_not_tried_again_on_a_fresh_machine(tmp_path, finished):
+    old = tmp_path / "old_machine" / "si_pbe_x_la_s1_raw"
+    old.mkdir(parents=True)
+    (old / experiment_runs.NOTHING_SELECTED).write_text("every train class is K\n")
+    marker = experiment_runs.keep(old)
+    assert marker.read_text() == "every train class is K\n"
+    fresh = tmp_path / "new_machine"
+    assert experiment_runs.nothing_selected(fresh, "si_pbe_x_la_s1_raw")
+    assert not experiment_runs.nothing_selected(fresh, "si_pbe_x_la_s2_raw")
+    assert experiment_runs.read(fresh, "si_pbe_x_la_s1_raw") is None
+    # A config that does not exist: run_once would fail if it tried to train.
+    assert experiment_runs.run_once("no/such/config.yaml", "si_pbe_x_la_s1_raw", [], fresh) == {}

@@ -35,6 +35,13 @@ from .derivatives import forces_and_virial
 from .layers import mlp
 
 
+def edge_vectors(positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+    """[E, 3] vectors from each edge's receiver ``edge_index[0]`` to its sender
+    ``edge_index[1]`` (Å), the sender's periodic image included (``edge_shift``): the one
+    place the models, the descriptor cache and the exported model take edge geometry from."""
+    return positions[edge_index[1]] - positions[edge_index[0]] + edge_shift
+
+
 class AtomwiseHead(nn.Module):
     """Per-atom MLP features -> ``num_outputs`` energies per atom."""
 
@@ -74,7 +81,7 @@ class Potential(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Edges inside the cutoff: (edge_index [2,E'], vectors [E',3], lengths [E'],
         the indices of the kept edges among those given, or None when all are kept)."""
-        vectors = positions[edge_index[1]] - positions[edge_index[0]] + edge_shift
+        vectors = edge_vectors(positions, edge_index, edge_shift)
         # Select on detached lengths, then take lengths from the kept vectors: the energy
         # must depend on ``vectors`` alone for the virial to come out of autograd.
         inside = torch.linalg.vector_norm(vectors.detach(), dim=1) < self.cutoff

@@ -37,7 +37,7 @@ from ..data.batching import Batch, BatchLoader
 from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
 from ..models.soap import dense_slots
-from ..models.potential import Potential
+from ..models.potential import Potential, edge_vectors
 from .passes import sub_batch
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,7 @@ class DescriptorCache:
         configuration, in row order), from one descriptor call."""
         # SOAP ignores edges at or beyond its cutoff (the model's), as the model does; their
         # Jacobians are zero, so they stay aligned with the batch's edges.
-        vectors = (batch.positions[batch.edge_index[1]] - batch.positions[batch.edge_index[0]]
-                   + batch.edge_shift).detach()
+        vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift).detach()
         representation = potential.representation
         atoms = batch.num_atoms.tolist()
         if not self.jacobians:
@@ -227,8 +226,7 @@ class CachedEnergies:
         if batch.positions.requires_grad:
             if cached.jacobians is None:
                 raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
-            positions, edge_index = batch.positions, batch.edge_index
-            vectors = positions[edge_index[1]] - positions[edge_index[0]] + batch.edge_shift
+            vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift)
             change = vectors - vectors.detach()  # 0 in value, the identity in derivative
             descriptors = descriptors + linear_change(cached, change)
         return atomic_energies_of(self.potential, descriptors, batch.species)
