@@ -151,6 +151,38 @@ def strategy_plot(maes: dict[str, dict[int, float]], seeds: list[int], path: Pat
     plt.close(figure)
 
 
+# The Si property card's columns in results tables: (heading, results key, format).
+CARD = (("a0 (Å)", "a0_angstrom", "{:.3f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),
+        ("C11", "c11_gpa", "{:.0f}"), ("C12", "c12_gpa", "{:.0f}"), ("C44", "c44_gpa", "{:.0f}"),
+        ("vacancy (eV)", "vacancy_formation_ev", "{:.2f}"),
+        ("E–V wiggle (meV/atom)", "ev_wiggle_mev_per_atom", "{:.1f}"), ("Γ (THz)", "gamma_optical_thz", "{:.2f}"))
+NUM_CHECKS = 10
+
+
+def card_values(result: dict) -> dict:
+    """A finished run's test MAEs (energy, force) and Si property-card figures, with the
+    number of the card's checks it passed."""
+    card = result["property_card"]["elements"]["Si"]
+    return {"config": result["test_config_mae_ev"], "force": result["test_force_mae_ev_per_angstrom"],
+            **{key: card[key] for _, key, _ in CARD}, "checks": NUM_CHECKS - len(card["failed"])}
+
+
+def card_mean(values: list[dict]) -> dict:
+    """The mean of several runs' ``card_values``, figure by figure."""
+    return {key: float(np.mean([v[key] for v in values])) for key in values[0]}
+
+
+def card_row(label: str, values: dict, bold: bool = False) -> str:
+    """A results-table row of ``card_values`` (or their means over seeds)."""
+    mark = "**" if bold else ""
+    cells = [f"{mark}{values['config']:.3f}{mark}", f"{mark}{values['force']:.3f}{mark}"]
+    cells += [fmt.format(values[key]) for _, key, fmt in CARD]
+    checks = values["checks"]
+    cells.append(f"{checks:.1f}/{NUM_CHECKS}" if isinstance(checks, float) and not checks.is_integer()
+                 else f"{int(checks)}/{NUM_CHECKS}")
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 LA_DIAGNOSTICS_HEADER = [
     "| seed | train classes (EIP: count) | val accuracy (majority share) | selected / pool "
     "| outliers (by severity) | alpha chosen | val MAE by alpha |",

@@ -17,9 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from experiment_runs import add_common_arguments, publish, read, run_once  # benchmarks/
+from experiment_runs import CARD, add_common_arguments, card_mean, card_row, card_values, publish, read, run_once  # benchmarks/
 
 BEGIN, END = "<!-- wide-pool:begin -->", "<!-- wide-pool:end -->"
 CONFIG = "examples/si_pbe_soapnet_mp_forces.yaml"
@@ -34,29 +32,6 @@ POOLS = {  # label -> (run-name prefix, overrides on CONFIG)
     "widened (+1,300), MP+LA, α grid {0.1, 0.5, 2}": (
         "si_pbe_soapnet_mp_la_forces_wide", ["strategy=mp+la", "la.alpha_grid=[0.1, 0.5, 2]"]),
 }
-CARD = (("a0 (Å)", "a0_angstrom", "{:.3f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),
-        ("C11", "c11_gpa", "{:.0f}"), ("C12", "c12_gpa", "{:.0f}"), ("C44", "c44_gpa", "{:.0f}"),
-        ("vacancy (eV)", "vacancy_formation_ev", "{:.2f}"),
-        ("E–V wiggle (meV/atom)", "ev_wiggle_mev_per_atom", "{:.1f}"), ("Γ (THz)", "gamma_optical_thz", "{:.2f}"))
-NUM_CHECKS = 10
-
-
-def _values(result: dict) -> dict:
-    card = result["property_card"]["elements"]["Si"]
-    return {"config": result["test_config_mae_ev"], "force": result["test_force_mae_ev_per_angstrom"],
-            **{key: card[key] for _, key, _ in CARD}, "checks": NUM_CHECKS - len(card["failed"])}
-
-
-def _row(label: str, values: dict, bold: bool = False) -> str:
-    mark = "**" if bold else ""
-    cells = [f"{mark}{values['config']:.3f}{mark}", f"{mark}{values['force']:.3f}{mark}"]
-    cells += [fmt.format(values[key]) for _, key, fmt in CARD]
-    checks = values["checks"]
-    cells.append(f"{checks:.1f}/{NUM_CHECKS}" if isinstance(checks, float) and not checks.is_integer()
-                 else f"{int(checks)}/{NUM_CHECKS}")
-    return f"| {label} | " + " | ".join(cells) + " |"
-
-
 def report(runs_dir: Path, seeds: list[int]) -> str:
     header = ("| pool, split seed | test config MAE (eV) | test force MAE (eV/Å) | "
               + " | ".join(name for name, _, _ in CARD) + " | checks |")
@@ -75,13 +50,12 @@ def report(runs_dir: Path, seeds: list[int]) -> str:
              header, "| --- |" + " ---: |" * (len(CARD) + 3)]
     for label, (prefix, _) in POOLS.items():
         done = {s: read(runs_dir, f"{prefix}_s{s}") for s in seeds}
-        values = {s: _values(r) for s, r in done.items() if r}
+        values = {s: card_values(r) for s, r in done.items() if r}
         for s in seeds:
-            lines.append(_row(f"{label}, seed {s}", values[s]) if s in values
+            lines.append(card_row(f"{label}, seed {s}", values[s]) if s in values
                          else f"| {label}, seed {s} | not run |" + " |" * (len(CARD) + 2))
         if len(values) > 1:
-            mean = {key: float(np.mean([v[key] for v in values.values()])) for key in next(iter(values.values()))}
-            lines.append(_row(f"**{label}, mean of {len(values)} seeds**", mean, bold=True))
+            lines.append(card_row(f"**{label}, mean of {len(values)} seeds**", card_mean(list(values.values())), bold=True))
     return "\n".join(lines + ["", END]) + "\n"
 
 

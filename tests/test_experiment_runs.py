@@ -55,3 +55,35 @@ def test_an_la_run_that_selected_nothing_is_kept_and_not_tried_again_on_a_fresh_
     assert experiment_runs.read(fresh, "si_pbe_x_la_s1_raw") is None
     # A config that does not exist: run_once would fail if it tried to train.
     assert experiment_runs.run_once("no/such/config.yaml", "si_pbe_x_la_s1_raw", [], fresh) == {}
+
+
+def _card_results(config_mae: float, force_mae: float, alpha: float | None = None) -> dict:
+    card = {"a0_angstrom": 5.47, "bulk_modulus_gpa": 150.0, "c11_gpa": 200.0, "c12_gpa": 100.0, "c44_gpa": 75.0,
+            "vacancy_formation_ev": 3.0, "ev_wiggle_mev_per_atom": 20.0, "gamma_optical_thz": 14.0,
+            "failed": ["bulk_modulus_gpa", "c12_gpa"]}
+    results = {"test_config_mae_ev": config_mae, "test_force_mae_ev_per_angstrom": force_mae,
+               "test_atom_mae_ev_per_atom": config_mae / 10, "property_card": {"elements": {"Si": card}}}
+    if alpha is not None:
+        results["la"] = {"alpha": alpha}
+    return results
+
+
+def test_the_product_default_runs_take_the_alpha_of_the_energy_only_search_and_are_reported(tmp_path, finished):
+    import run_model_experiments as models
+
+    runs = tmp_path / "runs"
+    assert models.force_overrides("cgcnn", "LA", 1, runs) is None  # waits for the energy-only search
+    assert models.force_overrides("cgcnn", "MP", 1, runs) == ["train.force_weight=10.0", "data.split_seed=1", "seed=1"]
+    finished_run(runs, "si_pbe_cgcnn_la_s1", _card_results(0.30, 0.0, alpha=0.05))
+    assert models.force_overrides("cgcnn", "LA", 1, runs)[-1] == "la.alpha=0.05"
+    finished_run(runs, "si_pbe_cgcnn_forces_s1", _card_results(0.40, 0.20))
+    finished_run(runs, "si_pbe_cgcnn_forces_s2", _card_results(0.20, 0.10))
+    finished_run(runs, "si_pbe_cgcnn_la_forces_s1", _card_results(0.30, 0.25, alpha=0.05))
+    section = models.report_forces("cgcnn", runs, [1, 2, 3])
+    assert section.startswith("<!-- cgcnn-forces:begin -->") and section.rstrip().endswith("<!-- cgcnn-forces:end -->")
+    assert "| baseline, seed 1 | 0.400 | 0.200 | 5.470 | 150 | 200 | 100 | 75 | 3.00 | 20.0 | 14.00 | 8/10 |" in section
+    assert "| **baseline, mean of 2 seeds** | **0.300** | **0.150** |" in section
+    assert "| LA, seed 1, α 0.05 | 0.300 | 0.250 |" in section
+    assert "| MP, seed 3 | not run |" in section
+    # against the baseline of seed 1 only, the one seed LA has
+    assert "- LA vs baseline (seeds 1): energy MAE -25.0 %, force MAE +25.0 %." in section
