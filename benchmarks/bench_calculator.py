@@ -26,7 +26,7 @@ from eipnn_calc import EIPNNCalculator
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 SIZES = {64: 2, 512: 4, 4096: 8}  # atoms -> repeats of the 8-atom cubic cell
 SW_SI = "SW_StillingerWeber_1985_Si__MO_405512056662_005"

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "bench-distributed"

@@ -41,7 +41,7 @@ from eipnn_calc.calculator import EIPNNCalculator
 from eipnn_calc.model_file import read_metadata
 from eipnn_calc.kim.collections import apply_environment, isolated_collection_environment
 from eipnn_calc.kim.portable_model import install_portable_model, write_portable_model
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 CELLS_PER_SIDE = {64: 2, 512: 4, 4096: 8}

@@ -32,7 +32,7 @@ from eipnn_training.eip import label
 from eipnn_training.eip.catalogue import KIM_CATALOGUE, resolve
 from eipnn_training.eip.evaluation import model_for
 from eipnn_training.eip.structure import Structure
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 SIZES = {1: ("fcc", 3.85, (1, 1, 1), False), 2: ("diamond", 5.43, (1, 1, 1), False),
          8: ("diamond", 5.43, (1, 1, 1), True), 16: ("diamond", 5.43, (2, 1, 1), True),

@@ -24,7 +24,7 @@ import torch
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 REPEATS = {64: 2, 512: 4, 4096: 8}  # atoms -> repeats of the 8-atom cubic cell
 MODELS = {  # name -> (model kind, hyper-parameters, exported exact rather than tabulated)

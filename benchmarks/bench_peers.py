@@ -41,7 +41,7 @@ from eipnn_calc import EIPNNCalculator
 from eipnn_training.export import export_model
 from eipnn_training.models.build import ModelSpec, build_potential
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 if not hasattr(_dataloader, "T_co"):  # SchNetPack 2.1.1 imports a TypeVar torch 2.13 no longer has
     _dataloader.T_co = typing.TypeVar("T_co", covariant=True)

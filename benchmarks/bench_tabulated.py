@@ -27,7 +27,7 @@ from eipnn_training.cli.export import export_run
 from eipnn_training.config import load_config
 from eipnn_training.data.si_pbe import load_si_pbe, protocol_split
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -56,7 +56,7 @@ from eipnn_training.train.descriptors import DescriptorCache, cached_energies
 from eipnn_training.train.stacked import StackedMembers
 from eipnn_training.train.metrics import AtomicEnergies, batch_energies
 from eipnn_training.train.session import model_spec, prepare_data, seeded_potential
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 BEGIN, END = "<!-- bench-training-step:begin -->", "<!-- bench-training-step:end -->"
 ENSEMBLE_BEGIN, ENSEMBLE_END = "<!-- bench-ensemble-training:begin -->", "<!-- bench-ensemble-training:end -->"

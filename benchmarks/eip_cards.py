@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from markdown_section import write_section  # noqa: E402
+from eipnn_training.markdown_section import write_section
 
 BEGIN, END = "<!-- eip-cards:begin -->", "<!-- eip-cards:end -->"
 COLUMNS = (("a0 (Å)", "a0_angstrom", "{:.4f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),

@@ -26,7 +26,7 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
-from markdown_section import write_section  # benchmarks/, beside this module
+from eipnn_training.markdown_section import write_section
 
 FINISHED = Path(__file__).resolve().parent / "finished"
 NOTHING_SELECTED = "nothing_selected.txt"  # what an LA run that selected nothing leaves

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_calculator import paper_size_model  # noqa: E402  (benchmarks/, beside this script)
 from fuzz_configurations import calculator_factory, hostile_atoms, judge  # noqa: E402
-from markdown_section import write_section  # noqa: E402
+from eipnn_training.markdown_section import write_section
 
 BAD = ("opaque", "non_finite", "slow", "wrong")
 LIBC = ctypes.CDLL("libc.so.6")

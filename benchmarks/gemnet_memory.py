@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "gemnet.md"
 # system -> (element, lattice, a in Å, {atoms: repeats of the cubic cell})

@@ -24,7 +24,7 @@ import torch
 
 from eipnn_calc import EIPNNCalculator
 from eipnn_training.validation import load_references, nve_stability
-from markdown_section import write_section  # benchmarks/, beside this script
+from eipnn_training.markdown_section import write_section
 
 BEGIN, END = "<!-- nve-drift:begin -->", "<!-- nve-drift:end -->"
 TARGET_MEV_PER_ATOM = 1.0

@@ -81,9 +81,38 @@ def test_report_command_path_writes_the_markdown(tmp_path):
     text = eip_accuracy_report(
         seeds=(1,), eip_names=("si/sw-bht",), store=tmp_path / "s", output=output
     )
-    assert output.read_text() == text
+    assert output.read_text() == "# EIP accuracy: the paper's Table 2\n\n" + text
+    assert text.startswith("<!-- eip-accuracy:si-pbe:begin -->\n## si-pbe\n")
     assert "| si/sw-bht | SW_BalamaneHaliciogluTiller" in text
     assert "(222 configurations)" in text  # the protocol's test split
     with LabelStore(tmp_path / "s") as store:
         assert store.count() == 5534
         assert store.load_alignment("si-pbe/seed1/train")["names"] == ["si/sw-bht"]
+
+
+def test_report_of_a_dft_set_folder_is_its_own_section(tmp_path):
+    """A set made like data/al-pbe (EMT energies standing in for DFT): its group's EIPs by
+    default, the set's protocol splits, and a section that leaves the others alone."""
+    from test_pbe_sets import make_set
+
+    from eipnn_training.data.pbe_sets import pbe_set_split
+    from eipnn_training.eip.report import eip_accuracy_report
+
+    folder = tmp_path / "al-emt"
+    make_set(folder, 80, list(range(0, 80, 2)))
+    output = tmp_path / "eip_accuracy.md"
+    output.write_text("# EIP accuracy: the paper's Table 2\n\n<!-- eip-accuracy:si-pbe:begin -->\nkept\n"
+                      "<!-- eip-accuracy:si-pbe:end -->\n")
+    text = eip_accuracy_report(seeds=(1, 2), store=tmp_path / "s", output=output, dataset=folder)
+    written = output.read_text()
+    assert "kept" in written and written.endswith(text)
+    assert text.startswith("<!-- eip-accuracy:al-emt:begin -->\n## al-emt\n")
+    assert text.count("\n| al/") == 10  # the catalogue's Al group
+    test = pbe_set_split(np.arange(0, 80, 2), 40, 1)["test"]
+    assert f"on the 40 configurations labelled so far ({len(test)} configurations)" in text
+    # KIM's Asap EMT is ASE's EMT up to a constant per atom (ASE's has no cohesive zero):
+    # the raw error is that constant, the aligned one nothing.
+    cells = next(line for line in text.splitlines() if line.startswith("| al/emt |")).split(" | ")
+    raw_atom, aligned_config, offset = float(cells[3].split()[0]), cells[4], cells[6]
+    assert raw_atom > 1.0 and aligned_config == "0.0000 (0.0000)"
+    assert offset == f"Al: {-raw_atom:+.3f}" or offset == f"Al: {raw_atom:+.3f}"

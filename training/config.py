@@ -30,7 +30,9 @@ class DataConfig:
 
     ``path`` None means the built-in si-pbe protocol read from ``si_pbe_dir`` (None: the
     default folder, see ``si_pbe.default_si_pbe_dir``). A ``path`` is an extxyz file or an
-    ASE database; it is split with the same fractions and seed as si-pbe.
+    ASE database, split with the same fractions and seed as si-pbe; or a folder of this
+    project's DFT data (``data/al-pbe``, ``data/agau-pbe``: a pool and its labelled chunks),
+    split by its own protocol (``data.pbe_sets``).
     ``max_train``/``max_val``/``max_test`` keep a random n of a split (drawn with the
     split seed): for quick runs; None keeps all.
     ``extra_pool``: extxyz files (compressed or not) of configurations without DFT labels

@@ -3,7 +3,8 @@
     eipnn-label --list
     eipnn-label si-pbe --eips si --workers 2            # label, cached in the store
     eipnn-label frames.extxyz --eips al/eam-zope-mishin --forces --output labels.npz
-    eipnn-label --report --seeds 1 2 3                   # docs/eip_accuracy.md
+    eipnn-label --report --seeds 1 2 3                   # docs/eip_accuracy.md (si-pbe)
+    eipnn-label --report --dataset data/al-pbe           # its section: the 11 Al EIPs
     eipnn-label pool.extxyz --eips al --shard 3/16 --store labels-3   # one of 16 cluster jobs
     eipnn-label --merge labels-0 labels-1 ... --store labels           # then into one store
 """
@@ -22,9 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eipnn-label", description=__doc__.split("\n")[0])
     parser.add_argument("source", nargs="?", help="extxyz file, or a dataset name (si-pbe)")
     parser.add_argument("--list", action="store_true", help="show the EIP catalogue")
-    parser.add_argument("--report", action="store_true", help="write the si-pbe Table 2")
+    parser.add_argument("--report", action="store_true",
+                        help="write Table 2 of si-pbe (or of --dataset) into docs/eip_accuracy.md")
+    parser.add_argument("--dataset", default=None, metavar="FOLDER",
+                        help="with --report: one of this project's DFT sets (data/al-pbe, data/agau-pbe)")
     parser.add_argument(
-        "--eips", default="si", help="comma-separated names or groups (si, al, agau)"
+        "--eips", default=None,
+        help="comma-separated names or groups (si, al, agau); default si, or with --report the "
+        "group of the data set's elements"
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--forces", action="store_true", help="also compute forces")
@@ -117,7 +123,9 @@ def _command(args: argparse.Namespace) -> int:
         print(
             eip_accuracy_report(
                 seeds=tuple(args.seeds),
+                eip_names=args.eips.split(",") if args.eips else None,
                 workers=args.workers,
+                dataset=args.dataset,
                 store=args.store,
                 output=args.output or DEFAULT_REPORT_PATH,
             )
@@ -141,7 +149,7 @@ def _command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     labels = label(
         source,
-        args.eips,
+        args.eips or "si",
         workers=args.workers,
         store=args.store,
         with_forces=args.forces,

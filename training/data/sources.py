@@ -8,6 +8,7 @@ import numpy as np
 
 from .dataset import Dataset, dataset_from_atoms, read_dataset
 from .errors import DatasetFileError, EmptySplitError
+from .pbe_sets import is_pbe_set, load_pbe_set, pbe_set_split
 from .si_pbe import SPLIT_NAMES, load_si_pbe, protocol_split
 
 
@@ -39,15 +40,17 @@ def split_dataset(
     dataset: Dataset,
     split_seed: int,
     limits: dict[str, int | None] | None = None,
+    splits: dict[str, np.ndarray] | None = None,
 ) -> SplitDataset:
-    """The protocol split of ``dataset``; ``unlabeled`` is sealed; splits truncated to
-    ``limits[name]`` (the first n after the seeded shuffle) where given."""
-    if len(dataset) < len(SPLIT_NAMES):
-        raise EmptySplitError(
-            f"dataset '{dataset.name}' has {len(dataset)} configuration(s); the protocol "
-            f"split needs at least {len(SPLIT_NAMES)}"
-        )
-    splits = protocol_split(len(dataset), split_seed)
+    """The protocol split of ``dataset`` (or the given ``splits``); ``unlabeled`` is sealed;
+    splits truncated to ``limits[name]`` (the first n after the seeded shuffle) where given."""
+    if splits is None:
+        if len(dataset) < len(SPLIT_NAMES):
+            raise EmptySplitError(
+                f"dataset '{dataset.name}' has {len(dataset)} configuration(s); the protocol "
+                f"split needs at least {len(SPLIT_NAMES)}"
+            )
+        splits = protocol_split(len(dataset), split_seed)
     for name, limit in (limits or {}).items():
         if limit is not None:
             # Truncate in shuffled order, so a subset is a random sample, then sort.
@@ -110,13 +113,20 @@ def load_split_dataset(
     limits: dict[str, int | None] | None = None,
     extra_pool: list[str] | None = None,
 ) -> SplitDataset:
-    """si-pbe (``path`` None) or a file, split by the protocol with ``split_seed``; the
-    files of ``extra_pool`` widen the unlabeled pool (``with_extra_pool``)."""
+    """si-pbe (``path`` None), one of this project's DFT sets (a folder with a pool and
+    its labelled chunks, ``pbe_sets``) or a file, split by its protocol with ``split_seed``;
+    the files of ``extra_pool`` widen the unlabeled pool (``with_extra_pool``)."""
+    splits = None
     if path is None:
         dataset = dataset_from_atoms(load_si_pbe(si_pbe_dir), name="si-pbe")
+    elif is_pbe_set(path):
+        configurations, labelled = load_pbe_set(path)
+        dataset = dataset_from_atoms(configurations, name=Path(path).name)
+        pool_indices = np.array([atoms.info["pool_index"] for atoms in configurations[:labelled]], dtype=np.int64)
+        splits = pbe_set_split(pool_indices, len(configurations), split_seed)
     else:
         dataset = read_dataset(path, require_energies=False)
-    result = split_dataset(dataset, split_seed, limits)
+    result = split_dataset(dataset, split_seed, limits, splits)
     if extra_pool:
         result = with_extra_pool(result, list(extra_pool))
     for name in ("train", "val", "test"):

@@ -1,4 +1,5 @@
-"""A marker-delimited section of a markdown file, rewritten in place by the benchmark scripts.
+"""A marker-delimited section of a markdown file, rewritten in place by the benchmark scripts
+and the reports (``eipnn-label --report``).
 
 A section is the text from its begin marker (``<!-- name:begin -->``) to its end marker,
 both included. Writing it again replaces that text and leaves the rest of the file alone;
