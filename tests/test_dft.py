@@ -249,3 +249,27 @@ def test_a_new_machine_does_not_recompute_what_the_committed_chunks_hold(tmp_pat
     frames = read_chunks(tmp_path / "labelled")
     assert [f.info["config_hash"] for f in frames] == hashes
     assert frames[0].get_potential_energy() == -3.0  # the committed label, kept
+
+
+def test_the_card_calculator_keeps_one_kpoint_grid_per_cell_size():
+    """GPAW as the property card's calculator (benchmarks/dft_references.py): a strained
+    cell keeps the grid of its size at the reference lattice constant (a smooth E-V scan),
+    a vacancy cell its perfect cell's, and each result is plain GPAW's on that grid."""
+    from gpaw import GPAW
+
+    from eipnn_training.dft.crystal_calculator import CrystalGPAW
+    from eipnn_training.validation.structures import conventional_cell, cubic_supercell
+
+    settings = TINY.replace(kpoint_density_per_inverse_angstrom=1.5)
+    calculator = CrystalGPAW(settings, "Al", "fcc", atoms_per_cell=4, reference_a_angstrom=4.05)
+    stretched = conventional_cell("Al", "fcc", 4.8)
+    assert settings.kpoint_grid(stretched) == (2, 2, 2)  # its own grid; at 4.05 Å it is 3x3x3
+    stretched.calc = calculator
+    energy = stretched.get_potential_energy()
+    assert stretched.get_stress().shape == (6,) and np.abs(stretched.get_forces()).max() < 1e-6
+    assert calculator.grids == {1: (3, 3, 3)} and len(calculator.calculators) == 1
+    direct = conventional_cell("Al", "fcc", 4.8)
+    direct.calc = GPAW(**{**settings.gpaw_parameters(direct), "kpts": {"size": (3, 3, 3), "gamma": True}})
+    assert energy == pytest.approx(direct.get_potential_energy(), abs=1e-5)
+    perfect = cubic_supercell("Al", "fcc", 4.05, 32)
+    assert calculator.grid(len(perfect)) == calculator.grid(len(perfect) - 1) == settings.kpoint_grid(perfect)
