@@ -98,6 +98,33 @@ def read(runs_dir: Path, name: str) -> dict | None:
     return None
 
 
+def alpha_run_name(name: str, alpha: float) -> str:
+    """The run of LA run ``name``'s search member ``alpha`` trained on its own."""
+    return f"{name}_a{alpha:g}"
+
+
+def read_alpha_search(runs_dir: Path, name: str, grid: list[float]) -> dict | None:
+    """results.json of LA (or MP+LA) run ``name``: its own, from an alpha search in one run,
+    or, once every alpha of ``grid`` has finished as a run of its own (``alpha_run_name``,
+    ``la.alpha`` fixed), the one the search would have chosen: the lowest validation score
+    (the combined energy + force MAE when forces are trained), the smaller alpha among
+    equals. Each such run is the search's member (same initial weights, same batches; tested),
+    and one fits in a session where the whole search of a large model does not. None while
+    any is missing."""
+    whole = read(runs_dir, name)
+    if whole is not None:
+        return whole
+    parts = {float(alpha): read(runs_dir, alpha_run_name(name, alpha)) for alpha in grid}
+    if not parts or any(result is None for result in parts.values()):
+        return None
+    alphas = sorted(parts)
+    scores = [parts[a].get("best_val_combined_mae_ev", parts[a]["best_val_config_mae_ev"]) for a in alphas]
+    chosen = json.loads(json.dumps(parts[alphas[int(np.argmin(scores))]]))  # a copy
+    chosen["la"]["alpha_search"] = {f"{a:g}": parts[a]["best_val_config_mae_ev"] for a in alphas}
+    chosen["la"]["alpha_runs"] = [alpha_run_name(name, a) for a in alphas]
+    return chosen
+
+
 def mean_std(values: list[float], digits: int = 4) -> str:
     """'mean (std)' with the sample standard deviation (n - 1) as everywhere in
     docs/results.md; the mean alone for one value; 'n/a' for none."""

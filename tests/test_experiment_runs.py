@@ -87,3 +87,32 @@ def test_the_product_default_runs_take_the_alpha_of_the_energy_only_search_and_a
     assert "| MP, seed 3 | not run |" in section
     # against the baseline of seed 1 only, the one seed LA has
     assert "- LA vs baseline (seeds 1): energy MAE -25.0 %, force MAE +25.0 %." in section
+
+
+def test_an_alpha_search_run_as_one_run_per_alpha_picks_the_best_validation_alpha(tmp_path, finished):
+    grid = [0.1, 1.0, 10.0]
+
+    def la_results(val: float, test: float, combined: float | None = None) -> dict:
+        results = {"best_val_config_mae_ev": val, "test_config_mae_ev": test, "la": {"alpha": None}}
+        if combined is not None:
+            results["best_val_combined_mae_ev"] = combined
+        return results
+
+    runs = tmp_path / "runs"
+    finished_run(runs, "m_la_s1_a0.1", la_results(0.30, 0.33))
+    finished_run(runs, "m_la_s1_a1", la_results(0.25, 0.31))
+    assert experiment_runs.read_alpha_search(runs, "m_la_s1", grid) is None  # alpha 10 has not run
+    finished_run(runs, "m_la_s1_a10", la_results(0.25, 0.40))
+    chosen = experiment_runs.read_alpha_search(runs, "m_la_s1", grid)
+    assert chosen["test_config_mae_ev"] == 0.31  # the smaller alpha of two equal ones
+    assert chosen["la"]["alpha_search"] == {"0.1": 0.30, "1": 0.25, "10": 0.25}
+    assert chosen["la"]["alpha_runs"] == ["m_la_s1_a0.1", "m_la_s1_a1", "m_la_s1_a10"]
+    assert experiment_runs.read(runs, "m_la_s1_a1")["la"] == {"alpha": None}  # the kept run untouched
+    # With forces the search minimises the combined validation MAE.
+    finished_run(runs, "f_la_s1_a0.1", la_results(0.30, 0.33, combined=0.50))
+    finished_run(runs, "f_la_s1_a1", la_results(0.25, 0.31, combined=0.70))
+    finished_run(runs, "f_la_s1_a10", la_results(0.26, 0.40, combined=0.60))
+    assert experiment_runs.read_alpha_search(runs, "f_la_s1", grid)["test_config_mae_ev"] == 0.33
+    # A search made in one run wins over the pieces.
+    finished_run(runs, "m_la_s1", la_results(0.2, 0.2))
+    assert experiment_runs.read_alpha_search(runs, "m_la_s1", grid)["test_config_mae_ev"] == 0.2

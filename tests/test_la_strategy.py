@@ -101,6 +101,17 @@ def test_alpha_search_picks_the_best_validation_alpha(searched):
         assert (searched / "checkpoints" / f"alpha_{alpha}" / "done.json").exists()
 
 
+def test_an_alpha_trained_alone_is_its_member_of_the_search(searched, workspace):
+    """benchmarks/run_model_experiments.py --alpha-runs trains a search as one run per alpha
+    and picks among them: each must be the search's member, to the last digit."""
+    search = json.loads((searched / "results.json").read_text())["la"]
+    for alpha in ("0.1", "10"):
+        alone = train(load_config(workspace / "la.yaml", [f"name=la_alone_{alpha}", f"la.alpha={alpha}"]))
+        assert alone["best_val_config_mae_ev"] == search["alpha_search"][alpha]
+        member = json.loads((searched / "checkpoints" / f"alpha_{alpha}" / "done.json").read_text())
+        assert alone["best_epoch"] == member["best_epoch"]
+
+
 def test_selection_never_holds_class_k_and_labels_are_eip_energies(searched):
     with open(searched / "la" / "selection.csv") as handle:
         rows = list(csv.DictReader(handle))
