@@ -76,3 +76,16 @@ def test_cli_list_marks_an_absent_model_missing_and_names_the_package(capsys, mo
     out = capsys.readouterr().out
     assert f"si/not-installed               missing    {absent}" in out
     assert "apt-get install libkim-api-dev openkim-models" in out
+
+
+def test_labels_of_a_model_for_several_elements_are_filed_apart_from_the_old_ones():
+    """Labels of a multi-element KIM model made before it got one model object per element
+    set (agau/emt gave every element its first one's) must not be reused: its store key
+    changed; a one-element model's did not."""
+    from eipnn_training.eip.catalogue import PER_ELEMENT_SET, kim_store_id, resolve
+
+    assert resolve("agau/emt").eip_id == KIM_CATALOGUE["agau/emt"] + PER_ELEMENT_SET
+    assert resolve("agau/eam-zhou-johnson-wadley").eip_id.endswith(PER_ELEMENT_SET)
+    assert resolve("al/emt").eip_id == KIM_CATALOGUE["al/emt"]
+    assert kim_store_id("Tersoff_LAMMPS_ErhartAlbe_2005_SiC__MO_903987585848_004").endswith(PER_ELEMENT_SET)
+    assert kim_store_id("SW_StillingerWeber_1985_Si__MO_405512056662_005") == "SW_StillingerWeber_1985_Si__MO_405512056662_005"

@@ -162,3 +162,24 @@ def test_eip_stress_is_ases_kim_virial_and_refused_without_a_cell():
     slab.calc = EIPCalculator(SW_1985)
     with pytest.raises(PropertyNotImplementedError, match="periodic in all three"):
         slab.get_stress()
+
+
+def test_a_model_that_fixes_its_elements_at_its_first_call_still_gives_each_cell_its_own():
+    """Asap's EMT (agau/emt) computes every later configuration with the elements of its
+    first: after pure Ag, Au and Ag3Au came out as Ag. Each cell must get what a fresh
+    model gives (ASE's KIM calculator, a new one per cell)."""
+    def cells():
+        ag, au, ag3au = (bulk(el, "fcc", 4.08, cubic=True) for el in ("Ag", "Au", "Ag"))
+        ag3au[0].symbol = "Au"
+        return [ag, au, ag3au, bulk("Au", "fcc", 4.1, cubic=True)]
+
+    ours = []
+    for atoms in cells():
+        atoms.calc = EIPCalculator("agau/emt")
+        ours.append(atoms.get_potential_energy())
+    fresh = []
+    for atoms in cells():
+        atoms.calc = KIM(KIM_CATALOGUE["agau/emt"])
+        fresh.append(atoms.get_potential_energy())
+    np.testing.assert_allclose(ours, fresh, rtol=0, atol=1e-9)
+    assert len({round(e, 6) for e in ours}) == 4  # Ag, Au and Ag3Au differ

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -158,6 +159,21 @@ def is_installed(name: str) -> bool:
         return False
 
 
+# Suffix of the label-store key of a KIM model for several elements: its labels are computed
+# with one model object per element set (kim_model.KIMModelPerElements). Labels stored under
+# the bare KIM ID before that may be wrong (Asap's EMT gave every element its first one's) and
+# are not reused.
+PER_ELEMENT_SET = ":per-element-set"
+
+
+def kim_store_id(kim_id: str) -> str:
+    """The label-store key of a KIM portable model: its ID, plus ``PER_ELEMENT_SET`` when the
+    ID names more than one element (KIM IDs end in ``_<elements>__MO_<number>_<version>``)."""
+    species = kim_id.split("__MO_")[0].rsplit("_", 1)[-1]
+    elements = re.findall(r"[A-Z][a-z]?", species)
+    return kim_id + PER_ELEMENT_SET if len(elements) > 1 else kim_id
+
+
 def resolve(name: str) -> EIP:
     """The EIP for a short name, a group (use :func:`expand`), or an installed KIM model ID.
 
@@ -169,7 +185,7 @@ def resolve(name: str) -> EIP:
     kim_id = KIM_CATALOGUE.get(name, name)
     item_type = kim_item_type(kim_id)
     if item_type == "portableModel":
-        return EIP(name, kim_id, "kim", kim_id=kim_id)
+        return EIP(name, kim_store_id(kim_id), "kim", kim_id=kim_id)
     if name in KIM_CATALOGUE or kim_id.count("__MO_") == 1:
         raise EIPNotInstalled(
             f"KIM model '{kim_id}' ({name}) is not installed: install the Debian package "

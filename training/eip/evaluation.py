@@ -20,9 +20,9 @@ def model_for(eip: EIP):
     model = _MODELS.get(eip.eip_id)
     if model is None:
         if eip.kind == "kim":
-            from .kim_model import KIMPortableModel
+            from .kim_model import KIMModelPerElements
 
-            model = KIMPortableModel(eip.kim_id)
+            model = KIMModelPerElements(eip.kim_id)
         else:
             from .ase_model import ASECalculatorModel
 

@@ -166,3 +166,29 @@ class KIMPortableModel:
         if n_particles > n_atoms:
             np.add.at(total, image_of, forces[n_atoms:])  # ghost forces act on their images
         return energy, total
+
+
+class KIMModelPerElements:
+    """A KIM model with one ``KIMPortableModel`` per set of elements it is given.
+
+    Some portable models fix their elements at their first compute: Asap's EMT
+    (``EMT_Asap_Standard_..._AlAgAuCuNiPdPt``, the AgAu EIP ``agau/emt``) computes every
+    later configuration with the parameters of the elements of its first one, so that
+    after a pure-Ag cell, Au and Ag3Au came out as Ag (ASE's own KIM calculator does the
+    same when reused). A model object per element set is what a fresh model gives, for any
+    model, at the cost of one model creation per set (milliseconds)."""
+
+    def __init__(self, kim_id: str):
+        self.kim_id = kim_id
+        self._models: dict[tuple[int, ...], KIMPortableModel] = {}
+
+    def _model_for(self, numbers: np.ndarray) -> KIMPortableModel:
+        key = tuple(int(z) for z in np.unique(numbers))
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = KIMPortableModel(self.kim_id)
+        return model
+
+    def compute(self, structure: Structure, with_forces: bool) -> tuple[float, np.ndarray | None]:
+        """Total energy (eV) and, when asked, forces [N, 3] (eV/Å)."""
+        return self._model_for(structure.numbers).compute(structure, with_forces)
