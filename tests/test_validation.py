@@ -278,3 +278,51 @@ def test_settings_full_and_quick():
     assert not full.is_quick and quick.is_quick and quick.md_steps == 7
     assert (full.ev_points, full.md_steps, full.md_timestep_fs, full.vacancy_min_atoms) == (101, 2500, 2.0, 64)
     assert json.loads(json.dumps(full.to_dict()))["is_quick"] is False  # plain data, for the JSON card
+
+
+def _agau_references(tmp_path, values: dict[str, float], tolerance: float):
+    """A references file with the AgAu alloy (and no elements) holding ``values``."""
+    properties = ", ".join(f"mixing_x{x}_mev_per_atom: {{value: {v}, source: here, tolerance: {{absolute: {tolerance}}}}}"
+                           for x, v in values.items())
+    path = tmp_path / "refs.yaml"
+    path.write_text("sources: {here: made in the test}\n"
+                    "alloys: {AgAu: {elements: [Ag, Au], lattice_angstrom: [4.09, 4.08], "
+                    f"properties: {{{properties}}}}}}}\n")
+    return load_references(path)
+
+
+def test_an_alloy_card_compares_the_mixing_energies(tmp_path):
+    """The mixing energies of Ag-Au (ASE's EMT) beside references: ones the calculator meets
+    pass, a far one fails, and the card's page and headline carry them."""
+    from ase.calculators.emt import EMT
+
+    from eipnn_training.validation import calculator_card
+    from eipnn_training.validation.card import headline
+    from eipnn_training.validation.mixing import mixing_curve
+
+    curve = mixing_curve(EMT(), "Ag", "Au", 4.09, 4.08)
+    exact = {"0.25": curve.mixing_mev_per_atom[1], "0.5": curve.mixing_mev_per_atom[2]}
+    refs = _agau_references(tmp_path, {**exact, "0.75": curve.mixing_mev_per_atom[3] + 30.0}, tolerance=1.0)
+    assert refs.alloys_of(["Ag", "Au", "Cu"])[0].elements == ("Ag", "Au") and not refs.alloys_of(["Ag"])
+    card = calculator_card(EMT(), [], tmp_path / "card", CardSettings.quick(progress=False), refs, "EMT",
+                           alloys=refs.alloys_of(["Ag", "Au"]))
+    agau = card["alloys"]["AgAu"]
+    assert agau["values"]["mixing_x0.5_mev_per_atom"] == pytest.approx(curve.mixing_mev_per_atom[2])
+    assert agau["failed"] == ["mixing_x0.75_mev_per_atom"] and agau["num_checks"] == 3
+    assert card["passed"] is False and card["sources"] == {"here": "made in the test"}
+    page = (tmp_path / "card" / "property_card.md").read_text()
+    assert "## AgAu (fcc, ordered 4-atom cells): 2/3 checks pass" in page and "mixing_AgAu.png" in page
+    assert (tmp_path / "card" / "mixing_AgAu.png").exists()
+    assert headline(card, tmp_path)["alloys"]["AgAu"]["failed"] == ["mixing_x0.75_mev_per_atom"]
+
+
+@pytest.mark.parametrize("alloy, match", [
+    ("{elements: [Ag], lattice_angstrom: [4.1, 4.1]}", "two chemical symbols"),
+    ("{elements: [Ag, Ag], lattice_angstrom: [4.1, 4.1]}", "two chemical symbols"),
+    ("{elements: [Ag, Au], lattice_angstrom: [4.1]}", "lattice_angstrom"),
+])
+def test_malformed_alloy_in_references_file(tmp_path, alloy, match):
+    path = tmp_path / "refs.yaml"
+    path.write_text(f"alloys: {{AgAu: {alloy}}}\n")
+    with pytest.raises(ValidationError, match=match):
+        load_references(path)

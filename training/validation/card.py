@@ -13,13 +13,15 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from eipnn_calc.calculator import EIPNNCalculator
+from eipnn_calc.errors import EIPNNError
 from eipnn_calc.shipped import resolve_model
 
 from . import plots
 from .comparison import compare
 from .errors import ValidationError
 from .properties import PARTS, ElementProperties, element_properties
-from .references import ElementEntry, References, load_references
+from .mixing import mixing_curve
+from .references import AlloyEntry, ElementEntry, References, load_references
 from .report import card_markdown
 from .settings import CardSettings
 
@@ -112,14 +114,44 @@ def _element_record(result: ElementProperties, entry: ElementEntry, references: 
     }
 
 
+def _alloy_record(calculator: Calculator, alloy: AlloyEntry, references: References, settings: CardSettings,
+                  out_dir: Path) -> dict[str, Any]:
+    """The mixing energies of ``alloy`` (validation/mixing.py) beside its references."""
+    started, notes, values, details, figures = time.perf_counter(), {}, {}, {}, {}
+    a, b = alloy.elements
+    try:
+        curve = mixing_curve(calculator, a, b, *alloy.lattice_angstrom, settings.mixing_points, settings.mixing_span)
+    except EIPNNError as error:  # a poor model: no minimum in a scan (ValidationError), atoms too close
+        notes["mixing"] = f"failed: {error}"
+    else:
+        values = {f"mixing_x{x:g}_mev_per_atom": float(e)
+                  for x, e in zip(curve.fractions[1:-1], curve.mixing_mev_per_atom[1:-1])}
+        details = {"fractions": curve.fractions, "lattice_angstrom": curve.lattice_angstrom,
+                   "energy_ev_per_atom": curve.energy_ev_per_atom, "mixing_mev_per_atom": curve.mixing_mev_per_atom}
+        reference = {x: alloy.properties[f"mixing_x{x:g}_mev_per_atom"].value for x in curve.fractions
+                     if f"mixing_x{x:g}_mev_per_atom" in alloy.properties}
+        figures["mixing"] = f"mixing_{alloy.name}.png"
+        plots.mixing_plot(curve.fractions, curve.mixing_mev_per_atom, reference, out_dir / figures["mixing"],
+                          f"{a}$_{{1-x}}${b}$_x$ (fcc, ordered cells): mixing energy")
+    rows = compare(values, alloy, references, ("mixing",))
+    judged = [row for row in rows if row.passed is not None]
+    return {"structure": "fcc, ordered 4-atom cells", "elements": list(alloy.elements),
+            "has_references": bool(alloy.properties), "values": values, "rows": [row.to_dict() for row in rows],
+            "num_checks": len(judged), "num_passed": sum(bool(row.passed) for row in judged),
+            "passed": all(row.passed for row in judged) if judged else None,
+            "failed": [row.key for row in judged if not row.passed], "notes": notes,
+            "seconds": {"mixing": time.perf_counter() - started}, "details": details, "figures": figures}
+
+
 def calculator_card(calculator: Calculator, entries: list[ElementEntry], out_dir: str | Path,
                     settings: CardSettings | None = None, references: References | None = None,
                     title: str = "calculator", header: dict[str, Any] | None = None,
                     md_calculator: Calculator | None = None, skipped: dict[str, str] | None = None,
-                    parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
-    """The card of any ASE ``calculator`` for ``entries``; writes ``out_dir`` and returns
-    the card as the dict of ``property_card.json``. ``parts``: a subset of ``PARTS`` (the
-    E-V part always runs: it gives the a0 the others use)."""
+                    parts: tuple[str, ...] = PARTS, alloys: list[AlloyEntry] | None = None) -> dict[str, Any]:
+    """The card of any ASE ``calculator`` for ``entries`` (and the mixing energies of
+    ``alloys``); writes ``out_dir`` and returns the card as the dict of
+    ``property_card.json``. ``parts``: a subset of ``PARTS`` (the E-V part always runs: it
+    gives the a0 the others use)."""
     settings = settings or CardSettings()
     references = references or load_references()
     unknown = set(parts) - set(PARTS)
@@ -133,12 +165,14 @@ def calculator_card(calculator: Calculator, entries: list[ElementEntry], out_dir
     for entry in entries:
         result = element_properties(calculator, entry, settings, md_calculator, parts)
         elements[entry.symbol] = _element_record(result, entry, references, parts, out_dir)
-    verdicts = [e["passed"] for e in elements.values() if e["passed"] is not None]
-    used_sources = sorted({row["source"] for e in elements.values() for row in e["rows"] if row["source"]})
+    mixtures = {alloy.name: _alloy_record(calculator, alloy, references, settings, out_dir) for alloy in alloys or []}
+    records = [*elements.values(), *mixtures.values()]
+    verdicts = [e["passed"] for e in records if e["passed"] is not None]
+    used_sources = sorted({row["source"] for e in records for row in e["rows"] if row["source"]})
     card = _to_json({
         "title": title, "header": header or {}, "quick": settings.is_quick,
         "settings": settings.to_dict(), "parts": list(parts), "references_file": str(references.path),
-        "elements": elements, "skipped": skipped or {},
+        "elements": elements, "alloys": mixtures, "skipped": skipped or {},
         "sources": {key: references.sources[key] for key in used_sources},
         "passed": all(verdicts) if verdicts else None,
         "seconds_total": time.perf_counter() - started,
@@ -172,13 +206,14 @@ def property_card(model_path: str | Path, element: Optional[str] = None, out_dir
                      else EIPNNCalculator(model_path, device=device, dtype=settings.md_dtype))
     meta = calculator.metadata
     entries, skipped = select_elements(list(meta.species), element, references)
+    alloys = references.alloys_of(list(meta.species)) if element is None else []
     header = {"model_path": str(model_path), "sha256": _sha256(model_path), "species": meta.species,
               "cutoff_angstrom": meta.cutoff_angstrom, "num_layers": meta.num_layers,
               "model_dtype": meta.dtype, "model": meta.model, "provenance": meta.provenance,
               "versions": meta.versions, "device": device}
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent / "property_card"
     return calculator_card(calculator, entries, out_dir, settings, references, model_path.name, header,
-                           md_calculator, skipped, parts)
+                           md_calculator, skipped, parts, alloys)
 
 
 HEADLINE_KEYS = ("a0_angstrom", "bulk_modulus_gpa", "ev_local_minima", "ev_wiggle_mev_per_atom", "c11_gpa",
@@ -196,4 +231,6 @@ def headline(card: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
                      "passed": e["passed"], "failed": e["failed"], "seconds": e["seconds"]}
             for symbol, e in card["elements"].items()
         },
+        "alloys": {name: {**a["values"], "passed": a["passed"], "failed": a["failed"]}
+                   for name, a in card.get("alloys", {}).items()},
     }

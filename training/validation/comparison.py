@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from .references import ElementEntry, References
+from .references import AlloyEntry, ElementEntry, References
 
 # key (as in references.yaml and ElementProperties.values), label, unit, format
 PROPERTIES: tuple[tuple[str, str, str, str], ...] = (
@@ -26,6 +26,10 @@ PROPERTIES: tuple[tuple[str, str, str, str], ...] = (
     ("nve_min_distance_angstrom", "NVE smallest distance", "Å", "{:.3f}"),
     ("nve_drift_mev_per_atom_per_ps", "NVE energy drift", "meV/atom/ps", "{:.3f}"),
     ("nve_mean_temperature_k", "NVE mean temperature (2nd half)", "K", "{:.0f}"),
+    # A binary alloy A_{1-x} B_x (references.yaml "alloys", validation/mixing.py).
+    ("mixing_x0.25_mev_per_atom", "mixing energy, x = 0.25 (A3B, L1_2)", "meV/atom", "{:+.1f}"),
+    ("mixing_x0.5_mev_per_atom", "mixing energy, x = 0.5 (AB, L1_0)", "meV/atom", "{:+.1f}"),
+    ("mixing_x0.75_mev_per_atom", "mixing energy, x = 0.75 (AB3, L1_2)", "meV/atom", "{:+.1f}"),
 )
 LABELS = {key: (label, unit, fmt) for key, label, unit, fmt in PROPERTIES}
 
@@ -34,7 +38,8 @@ def part_of(key: str) -> str:
     """Which part of the card (``properties.PARTS``) computes ``key``."""
     if key.startswith(("c1", "c4", "bulk_modulus_elastic")):
         return "elastic"
-    for prefix, part in (("vacancy", "vacancy"), ("gamma", "phonons"), ("phonon", "phonons"), ("nve", "nve")):
+    for prefix, part in (("vacancy", "vacancy"), ("gamma", "phonons"), ("phonon", "phonons"), ("nve", "nve"),
+                         ("mixing", "mixing")):
         if key.startswith(prefix):
             return part
     return "ev"
@@ -57,13 +62,15 @@ class Row:
         return asdict(self)
 
 
-def compare(values: dict[str, Any], entry: ElementEntry, references: References,
+def compare(values: dict[str, Any], entry: ElementEntry | AlloyEntry, references: References,
             parts: tuple[str, ...]) -> list[Row]:
     """One row per property of ``PROPERTIES`` of the ``parts`` that were run: computed (a
-    key of ``values``) or held to a reference or check (then a missing value fails)."""
+    key of ``values``) or held to a reference or check (then a missing value fails). The
+    reference-free checks are the elements' (an alloy has its mixing energies only)."""
     rows = []
+    checks = references.checks if isinstance(entry, ElementEntry) else {}
     for key, label, unit, _ in PROPERTIES:
-        criterion = entry.properties.get(key) or references.checks.get(key)
+        criterion = entry.properties.get(key) or checks.get(key)
         if part_of(key) not in parts or (key not in values and criterion is None):
             continue
         value = values.get(key)

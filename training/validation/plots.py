@@ -67,3 +67,19 @@ def nve_plot(run: NVERun, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def mixing_plot(fractions: np.ndarray, mixing_mev_per_atom: np.ndarray, references: dict[float, float],
+                path: Path, title: str) -> None:
+    """Mixing energy against composition, with the reference points where there are some."""
+    fig, axis = plt.subplots(figsize=(5, 3.5))
+    axis.plot(fractions, mixing_mev_per_atom, "o-", label="model")
+    if references:
+        xs = sorted(references)
+        axis.plot(xs, [references[x] for x in xs], "k^", label="reference (PBE)")
+    axis.axhline(0.0, color="grey", lw=0.8)
+    axis.set(xlabel="x (fraction of the second element)", ylabel="mixing energy (meV/atom)", title=title)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -67,11 +67,27 @@ class ElementEntry:
 
 
 @dataclass(frozen=True)
+class AlloyEntry:
+    """A binary fcc alloy A_{1-x} B_x: its two elements, their lattice constants (Å, the
+    start of Vegard's law for each cell's volume scan) and reference mixing energies."""
+
+    name: str
+    elements: tuple[str, str]
+    lattice_angstrom: tuple[float, float]
+    properties: dict[str, Reference] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class References:
     path: Path
     sources: dict[str, str]
     checks: dict[str, Reference]
     elements: dict[str, ElementEntry]
+    alloys: dict[str, AlloyEntry] = field(default_factory=dict)
+
+    def alloys_of(self, species: list[str]) -> list[AlloyEntry]:
+        """The alloys both of whose elements are in ``species``."""
+        return [alloy for alloy in self.alloys.values() if set(alloy.elements) <= set(species)]
 
     def entry(self, symbol: str, fallback: bool = True) -> Optional[ElementEntry]:
         """The element's entry; an element not in the file gets, when ``fallback``, the
@@ -114,13 +130,30 @@ def _element(symbol: str, raw: Any, sources: dict[str, str], where: str) -> Elem
     span = raw.get("lattice_range_angstrom")
     if not (isinstance(span, list) and len(span) == 2 and 0 < span[0] < span[1]):
         raise ValidationError(f"{where}: 'lattice_range_angstrom' must be [lo, hi] with 0 < lo < hi, got {span!r}")
+    return ElementEntry(symbol, raw["structure"], (float(span[0]), float(span[1])),
+                        _properties(raw.get("properties"), sources, where))
+
+
+def _properties(raw: Any, sources: dict[str, str], where: str) -> dict[str, Reference]:
     properties = {}
-    for key, value in (raw.get("properties") or {}).items():
+    for key, value in (raw or {}).items():
         reference = _reference(value, f"{where}.properties.{key}", needs_value=True)
         if reference.source is not None and reference.source not in sources:
             raise ValidationError(f"{where}.properties.{key}: source '{reference.source}' is not in 'sources'")
         properties[key] = reference
-    return ElementEntry(symbol, raw["structure"], (float(span[0]), float(span[1])), properties)
+    return properties
+
+
+def _alloy(name: str, raw: Any, sources: dict[str, str], where: str) -> AlloyEntry:
+    elements, lattice = (raw or {}).get("elements"), (raw or {}).get("lattice_angstrom")
+    if not (isinstance(elements, list) and len(elements) == 2 and all(e in atomic_numbers for e in elements)
+            and elements[0] != elements[1]):
+        raise ValidationError(f"{where}: 'elements' must be two chemical symbols, got {elements!r}")
+    if not (isinstance(lattice, list) and len(lattice) == 2 and all(isinstance(a, (int, float)) and a > 0
+                                                                    for a in lattice)):
+        raise ValidationError(f"{where}: 'lattice_angstrom' must be [a_A, a_B] in Å, got {lattice!r}")
+    return AlloyEntry(name, (elements[0], elements[1]), (float(lattice[0]), float(lattice[1])),
+                      _properties(raw.get("properties"), sources, where))
 
 
 def load_references(path: str | Path | None = None) -> References:
@@ -137,4 +170,6 @@ def load_references(path: str | Path | None = None) -> References:
               for key, value in (raw.get("checks") or {}).items()}
     elements = {symbol: _element(symbol, value, sources, f"{path.name}: elements.{symbol}")
                 for symbol, value in (raw.get("elements") or {}).items()}
-    return References(path, sources, checks, elements)
+    alloys = {name: _alloy(name, value, sources, f"{path.name}: alloys.{name}")
+              for name, value in (raw.get("alloys") or {}).items()}
+    return References(path, sources, checks, elements, alloys)

@@ -119,6 +119,17 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += ["| part | seconds |", "| --- | ---: |"]
         lines += [f"| {PART_TITLES.get(part, part)} | {seconds:.1f} |" for part, seconds in record["seconds"].items()]
         lines.append("")
+    for name, record in card.get("alloys", {}).items():
+        checks = f"{record['num_passed']}/{record['num_checks']} checks pass" if record["num_checks"] else "no checks"
+        lines += [f"## {name} ({record['structure']}): {checks}", ""]
+        if not record["has_references"]:
+            lines += [f"No reference mixing energies for {name}: values only.", ""]
+        lines += [f"Note: {note}" for note in record["notes"].values()] + _table(record) + [""]
+        if record["details"]:
+            d = record["details"]
+            lines += ["Relaxed lattice constants (Å) for x = " + ", ".join(f"{x:g}" for x in d["fractions"]) + ": "
+                      + ", ".join(f"{a:.4f}" for a in d["lattice_angstrom"]) + ".", ""]
+        lines += [f"![{part}]({figure})" for part, figure in record["figures"].items()] + [""]
     for symbol, reason in card["skipped"].items():
         lines += [f"## {symbol}: skipped", "", reason, ""]
     if card["sources"]:

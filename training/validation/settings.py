@@ -21,7 +21,8 @@ class CardSettings:
     ``md_steps`` steps on at least ``md_min_atoms`` atoms, velocities drawn (seed
     ``md_seed``) at twice ``md_temperature_k`` so that equipartition brings the crystal to
     about ``md_temperature_k``; distances checked every ``md_check_every`` steps against
-    ``md_min_distance_angstrom``. ``dtype`` is the calculator's for every part but the MD
+    ``md_min_distance_angstrom``. Alloys: each ordered cell's volume from ``mixing_points``
+    lattice constants within ± ``mixing_span`` of Vegard's law (``validation.mixing``). ``dtype`` is the calculator's for every part but the MD
     (``md_dtype``). ``is_quick`` marks the coarse card (set by ``quick()``).
     """
 
@@ -44,6 +45,8 @@ class CardSettings:
     md_check_every: int = 5
     md_min_distance_angstrom: float = 1.5
     md_seed: int = 0
+    mixing_points: int = 9
+    mixing_span: float = 0.05
     dtype: str = "float64"
     md_dtype: str = "float32"
     progress: bool = True
