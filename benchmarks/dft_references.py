@@ -40,6 +40,8 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("elements", nargs="+", help="chemical symbols with an entry in references.yaml")
     parser.add_argument("--workdir", default="runs/dft_references")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="card parts (E-V always; the vacancy is most of the time)")
     parser.add_argument("--doc", default=str(HERE.parent / "docs" / "validation.md"))
     return parser.parse_args()
 
@@ -52,7 +54,7 @@ def card_settings():
                         vacancy_rattle_angstrom=0.0)
 
 
-def reference_card(symbol: str, workdir: Path) -> tuple[dict, float, dict]:
+def reference_card(symbol: str, workdir: Path, parts: tuple[str, ...] = PARTS) -> tuple[dict, float, dict]:
     """(card values, seconds, k-point grids by cell size) of ``symbol`` with GPAW; read back
     from ``workdir/<symbol>/`` when an earlier run finished it (one element can take an
     hour: run them as separate processes, then once more with all of them for the table)."""
@@ -74,7 +76,7 @@ def reference_card(symbol: str, workdir: Path) -> tuple[dict, float, dict]:
                              float(reference_states[atomic_numbers[symbol]]["a"]))
     started = time.perf_counter()
     card = calculator_card(calculator, entries, workdir / symbol, card_settings(), references,
-                           title=f"GPAW {PRODUCTION.settings_id}", parts=PARTS)
+                           title=f"GPAW {PRODUCTION.settings_id}", parts=parts)
     seconds = time.perf_counter() - started
     values = card["elements"][symbol]["values"]
     print(symbol, json.dumps({key: values.get(key) for _, key, _ in COLUMNS}),
@@ -90,7 +92,7 @@ def main() -> int:
 
     rows = []
     for symbol in args.elements:
-        values, seconds, grids = reference_card(symbol, Path(args.workdir))
+        values, seconds, grids = reference_card(symbol, Path(args.workdir), tuple(args.parts))
         cells = ", ".join(f"{n} cell{'s' if n > 1 else ''}: {'×'.join(map(str, g))}" for n, g in sorted(grids.items()))
         rows.append(f"| {symbol} | " + " | ".join("—" if values.get(k) is None else f.format(values[k])
                                                  for _, k, f in COLUMNS) + f" | {cells} | {seconds / 60:.0f} |")
