@@ -158,6 +158,8 @@ def test_references_file_holds_the_targets():
         assert {"a0_angstrom", "bulk_modulus_gpa", "c11_gpa", "c12_gpa", "c44_gpa"} <= set(properties)
         assert {p.source for p in properties.values()} == {"eipnn-gpaw-pbe"}
     assert 4.0 < refs.entry("Al").properties["a0_angstrom"].value < 4.1
+    (agau,) = refs.alloys_of(["Ag", "Au"])
+    assert agau.elements == ("Ag", "Au") and all(p.value < -30 for p in agau.properties.values())
 
 
 @pytest.mark.parametrize("text, match", [
