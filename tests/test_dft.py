@@ -222,13 +222,13 @@ def test_status_reports_progress_and_seconds_without_computing(tmp_path, capsys)
                  "--ecut", "150", "--kpoint-density", "1", "--status"]
     assert dft_label.main(arguments) == 0
     out = capsys.readouterr().out
-    assert f"{settings_id}: 1 labelled, 1 failed, 1 to do, of 3" in out
+    assert f"{settings_id}: 1 labelled (0 in {tmp_path / 'labelled'}/, 1 only in the store), 1 failed, 1 to do, of 3" in out
     assert "mean 12.0" in out and "gpaw-error: boom" in out
     assert dft_label.main([str(tmp_path / "missing.extxyz")]) == 1
     assert "eipnn-dft-label: error: no configuration file" in capsys.readouterr().err
 
 
-def test_a_new_machine_does_not_recompute_what_the_committed_chunks_hold(tmp_path):
+def test_a_new_machine_does_not_recompute_what_the_committed_chunks_hold(tmp_path, capsys):
     """The store lives in a cache a fresh clone lacks; the chunks are in the repository."""
     from eipnn_training.cli import dft_label
 
@@ -243,6 +243,8 @@ def test_a_new_machine_does_not_recompute_what_the_committed_chunks_hold(tmp_pat
         writer.close()
     arguments = [str(tmp_path / "pool.extxyz.xz"), "--store", str(tmp_path / "new-store"),
                  "--ecut", "150", "--kpoint-density", "1", "--chunk-size", "1"]
+    assert dft_label.main(arguments + ["--status"]) == 0  # what the chunks hold counts as labelled
+    assert f"1 labelled (1 in {tmp_path / 'labelled'}/, 0 only in the store), 0 failed, 1 to do, of 2" in capsys.readouterr().out
     assert dft_label.main(arguments) == 0
     with DFTStore(tmp_path / "new-store") as store:
         assert list(store.get(hashes, settings_id)) == [hashes[1]]  # only the missing one computed

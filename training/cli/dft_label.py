@@ -72,8 +72,10 @@ def _selection(args) -> list[list]:
     return selected
 
 
-def _status(args, path: str, configurations: list) -> str:
-    from ..dft import DFTStore
+def _status(args, path: str, configurations: list, chunk_dir: Path) -> str:
+    """Labelled (in the committed chunks of ``chunk_dir`` or in the store), failed and to do;
+    a new machine's empty store alone would say nothing is labelled."""
+    from ..dft import DFTStore, read_chunks
     from ..eip.structure import Structure
 
     settings = _settings(args)
@@ -82,17 +84,23 @@ def _status(args, path: str, configurations: list) -> str:
         settings_id = store.register(settings)
         stored = store.get(hashes, settings_id)
         records = store.records(settings_id, hashes)
-    done = [h for h in hashes if h in stored and stored[h].reason is None]
-    failed = [h for h in hashes if h in stored and stored[h].reason is not None]
-    lines = [f"{path} under {settings_id}: {len(done)} labelled, {len(failed)} failed, "
+    in_chunks = {frame.info["config_hash"]: {"seconds": frame.info.get("dft_seconds")}
+                 for frame in read_chunks(chunk_dir) if frame.info.get("dft_settings_id") == settings_id}
+    records = {**in_chunks, **records}
+    done = [h for h in hashes if h in in_chunks or (h in stored and stored[h].reason is None)]
+    failed = [h for h in hashes if h not in in_chunks and h in stored and stored[h].reason is not None]
+    chunked = sum(h in in_chunks for h in done)
+    lines = [f"{path} under {settings_id}: {len(done)} labelled ({chunked} in {chunk_dir}/, "
+             f"{len(done) - chunked} only in the store), {len(failed)} failed, "
              f"{len(hashes) - len(done) - len(failed)} to do, of {len(hashes)}"]
     sizes = {h: len(a) for h, a in zip(hashes, configurations)}
-    seconds = np.array([records[h]["seconds"] for h in done if h in records])
+    seconds = np.array([records[h]["seconds"] for h in done if records.get(h, {}).get("seconds") is not None])
     if len(seconds):
         lines.append(f"seconds per label: mean {seconds.mean():.1f}, median "
                      f"{np.median(seconds):.1f}, total {seconds.sum() / 3600:.2f} h")
         for low, high in ((4, 8), (9, 16), (17, 24), (25, 32)):
-            picked = [records[h]["seconds"] for h in done if h in records and low <= sizes[h] <= high]
+            picked = [records[h]["seconds"] for h in done
+                      if records.get(h, {}).get("seconds") is not None and low <= sizes[h] <= high]
             if picked:
                 lines.append(f"  {low:2d}-{high:2d} atoms: {len(picked):5d} labels, "
                              f"mean {np.mean(picked):.1f} s")
@@ -124,8 +132,11 @@ def _command(args: argparse.Namespace) -> int:
                        "each gets 'labelled' beside it")
     per_pool = _selection(args)
     configurations = [atoms for pool in per_pool for atoms in pool]
+    directories = [Path(args.chunks) if args.chunks else Path(path).parent / "labelled"
+                   for path in args.pools]
     if args.status:
-        print("\n".join(_status(args, path, pool) for path, pool in zip(args.pools, per_pool)))
+        print("\n".join(_status(args, path, pool, directory)
+                        for path, pool, directory in zip(args.pools, per_pool, directories)))
         return 0
     if args.convergence:
         print(_convergence(args, configurations))
@@ -133,8 +144,6 @@ def _command(args: argparse.Namespace) -> int:
     from ..dft import ChunkWriter, DFTStore, label_dft
 
     settings = _settings(args)
-    directories = [Path(args.chunks) if args.chunks else Path(path).parent / "labelled"
-                   for path in args.pools]
     start = time.perf_counter()
     writers = []
     with DFTStore(args.store) as store:
