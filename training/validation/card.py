@@ -68,10 +68,18 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+def _verdict(rows: list) -> dict[str, Any]:
+    """The rows of a card section and what they say: checks judged, passed, failed."""
+    judged = [row for row in rows if row.passed is not None]
+    return {"rows": [row.to_dict() for row in rows], "num_checks": len(judged),
+            "num_passed": sum(bool(row.passed) for row in judged),
+            "passed": all(row.passed for row in judged) if judged else None,
+            "failed": [row.key for row in judged if not row.passed]}
+
+
 def _element_record(result: ElementProperties, entry: ElementEntry, references: References,
                     parts: tuple[str, ...], out_dir: Path) -> dict[str, Any]:
     rows = compare(result.values, entry, references, parts)
-    judged = [row for row in rows if row.passed is not None]
     figures = {}
     symbol = entry.symbol
     reference_of = lambda key: entry.properties[key].value if key in entry.properties else None  # noqa: E731
@@ -105,10 +113,7 @@ def _element_record(result: ElementProperties, entry: ElementEntry, references: 
         "structure": entry.structure, "origin": entry.origin,
         "lattice_range_angstrom": list(entry.lattice_range_angstrom),
         "has_references": bool(entry.properties),
-        "values": result.values, "rows": [row.to_dict() for row in rows],
-        "num_checks": len(judged), "num_passed": sum(bool(row.passed) for row in judged),
-        "passed": all(row.passed for row in judged) if judged else None,
-        "failed": [row.key for row in judged if not row.passed],
+        "values": result.values, **_verdict(rows),
         "notes": result.notes, "seconds": result.seconds, "details": {**result.details, **curves},
         "figures": figures,
     }
@@ -134,12 +139,8 @@ def _alloy_record(calculator: Calculator, alloy: AlloyEntry, references: Referen
         plots.mixing_plot(curve.fractions, curve.mixing_mev_per_atom, reference, out_dir / figures["mixing"],
                           f"{a}$_{{1-x}}${b}$_x$ (fcc, ordered cells): mixing energy")
     rows = compare(values, alloy, references, ("mixing",))
-    judged = [row for row in rows if row.passed is not None]
     return {"structure": "fcc, ordered 4-atom cells", "elements": list(alloy.elements),
-            "has_references": bool(alloy.properties), "values": values, "rows": [row.to_dict() for row in rows],
-            "num_checks": len(judged), "num_passed": sum(bool(row.passed) for row in judged),
-            "passed": all(row.passed for row in judged) if judged else None,
-            "failed": [row.key for row in judged if not row.passed], "notes": notes,
+            "has_references": bool(alloy.properties), "values": values, **_verdict(rows), "notes": notes,
             "seconds": {"mixing": time.perf_counter() - started}, "details": details, "figures": figures}
 
 
