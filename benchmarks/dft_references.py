@@ -24,7 +24,7 @@ import json
 import time
 from pathlib import Path
 
-from eipnn_training.markdown_section import write_section
+from eipnn_training.markdown_section import publish_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- dft-references:begin -->", "<!-- dft-references:end -->"
@@ -105,9 +105,7 @@ def main() -> int:
              "One thread; minutes of wall time on the shared machine.", "",
              "| element | " + " | ".join(c for c, _, _ in COLUMNS) + " | k-point grids (conventional cells) | minutes |",
              "|" + " --- |" * (len(COLUMNS) + 3), *rows, "", END]
-    section = "\n".join(lines)
-    print(section)
-    write_section(Path(args.doc), section, BEGIN, END, "# The property card")
+    publish_section(Path(args.doc), "\n".join(lines), BEGIN, END, "# The property card")
     return 0
 
 

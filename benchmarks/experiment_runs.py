@@ -26,7 +26,7 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
-from eipnn_training.markdown_section import write_section
+from eipnn_training.markdown_section import publish_section
 
 FINISHED = Path(__file__).resolve().parent / "finished"
 NOTHING_SELECTED = "nothing_selected.txt"  # what an LA run that selected nothing leaves
@@ -84,8 +84,7 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
 
 def publish(section: str, results: str, begin: str, end: str) -> int:
     """Put a generated section into the results file (between its markers) and print it."""
-    write_section(Path(results), section, begin, end, "# Results")
-    print(section)
+    publish_section(Path(results), section, begin, end, "# Results")
     return 0
 
 

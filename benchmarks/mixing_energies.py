@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from eipnn_training.markdown_section import write_section
+from eipnn_training.markdown_section import publish_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- mixing-energies:begin -->", "<!-- mixing-energies:end -->"
@@ -58,9 +58,7 @@ def main() -> int:
              "model's curve comes from. meV/atom; lattice constants in Å for x = 0, 0.25, 0.5, 0.75, 1.", "",
              "| calculator | Ag3Au | AgAu | AgAu3 | a (Å) | seconds |", "| --- | ---: | ---: | ---: | --- | ---: |",
              *rows, "", END]
-    section = "\n".join(lines)
-    print(section)
-    write_section(Path(args.doc), section, BEGIN, END, "# The property card")
+    publish_section(Path(args.doc), "\n".join(lines), BEGIN, END, "# The property card")
     return 0
 
 

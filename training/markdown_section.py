@@ -23,3 +23,9 @@ def write_section(path: Path, section: str, begin: str, end: str, heading: str) 
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def publish_section(path: Path, section: str, begin: str, end: str, heading: str) -> None:
+    """Print a generated section, then put it into ``path`` (``write_section``)."""
+    print(section)
+    write_section(path, section, begin, end, heading)
