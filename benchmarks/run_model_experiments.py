@@ -154,7 +154,7 @@ def force_overrides(name: str, label: str, seed: int, runs_dir: Path) -> list[st
     """Overrides that make the energy-only config of ``label`` the product default on
     ``seed``; None while an LA run waits for the α of its energy-only search."""
     overrides = [f"train.force_weight={FORCE_WEIGHT}", f"data.split_seed={seed}", f"seed={seed}"]
-    if label not in ("LA", "MP+LA"):
+    if label not in SEARCHED:
         return overrides
     searched = read_result(name, label, f"si_pbe_{name}_{TAGS[label]}_s{seed}", runs_dir)
     if not searched:

@@ -75,7 +75,8 @@ def _selection(args) -> list[list]:
 def _status(args, path: str, configurations: list, chunk_dir: Path) -> str:
     """Labelled (in the committed chunks of ``chunk_dir`` or in the store), failed and to do;
     a new machine's empty store alone would say nothing is labelled."""
-    from ..dft import DFTStore, read_chunks
+    from ..dft import DFTStore
+    from ..dft.chunks import chunk_labels
     from ..eip.structure import Structure
 
     settings = _settings(args)
@@ -84,8 +85,8 @@ def _status(args, path: str, configurations: list, chunk_dir: Path) -> str:
         settings_id = store.register(settings)
         stored = store.get(hashes, settings_id)
         records = store.records(settings_id, hashes)
-    in_chunks = {frame.info["config_hash"]: {"seconds": frame.info.get("dft_seconds")}
-                 for frame in read_chunks(chunk_dir) if frame.info.get("dft_settings_id") == settings_id}
+    in_chunks = {config_hash: {"seconds": frame.info.get("dft_seconds")}
+                 for config_hash, frame in chunk_labels(chunk_dir, settings_id).items()}
     records = {**in_chunks, **records}
     done = [h for h in hashes if h in in_chunks or (h in stored and stored[h].reason is None)]
     failed = [h for h in hashes if h not in in_chunks and h in stored and stored[h].reason is not None]

@@ -57,6 +57,13 @@ def load_pbe_set(path: str | os.PathLike) -> tuple[list, int]:
     return labelled + rest, len(labelled)
 
 
+def labelled_splits(configurations: list, labelled: int, seed: int) -> dict[str, np.ndarray]:
+    """``pbe_set_split`` of what ``load_pbe_set`` returned (its first ``labelled``
+    configurations are the labelled ones, with their ``pool_index``)."""
+    pool_indices = np.array([atoms.info["pool_index"] for atoms in configurations[:labelled]], dtype=np.int64)
+    return pbe_set_split(pool_indices, len(configurations), seed)
+
+
 def split_shares(pool_indices: np.ndarray, seed: int) -> np.ndarray:
     """A number in [0, 1) per configuration, a function of (seed, its pool index) alone."""
     return np.array([np.random.default_rng([seed, int(index)]).random() for index in pool_indices])

@@ -8,7 +8,7 @@ import numpy as np
 
 from .dataset import Dataset, dataset_from_atoms, read_dataset
 from .errors import DatasetFileError, EmptySplitError
-from .pbe_sets import is_pbe_set, load_pbe_set, pbe_set_split
+from .pbe_sets import is_pbe_set, labelled_splits, load_pbe_set
 from .si_pbe import SPLIT_NAMES, load_si_pbe, protocol_split
 
 
@@ -122,8 +122,7 @@ def load_split_dataset(
     elif is_pbe_set(path):
         configurations, labelled = load_pbe_set(path)
         dataset = dataset_from_atoms(configurations, name=Path(path).name)
-        pool_indices = np.array([atoms.info["pool_index"] for atoms in configurations[:labelled]], dtype=np.int64)
-        splits = pbe_set_split(pool_indices, len(configurations), split_seed)
+        splits = labelled_splits(configurations, labelled, split_seed)
     else:
         dataset = read_dataset(path, require_energies=False)
     result = split_dataset(dataset, split_seed, limits, splits)

@@ -45,6 +45,13 @@ def read_chunks(directory) -> list:
     return frames
 
 
+def chunk_labels(directory, settings_id: str) -> dict:
+    """config hash -> labelled frame of the chunks of ``directory`` made with ``settings_id``
+    (labels of other settings do not count)."""
+    return {frame.info["config_hash"]: frame for frame in read_chunks(directory)
+            if frame.info.get("dft_settings_id") == settings_id}
+
+
 class ChunkWriter:
     """Writes finished labels of ``pool`` (ASE Atoms, as read from the pool file) into
     ``directory`` in chunks of ``chunk_size``. One writer per directory at a time (a lock
@@ -67,11 +74,7 @@ class ChunkWriter:
         self.settings_id = settings_id
         self.chunk_size = chunk_size
         self._pool = {Structure.from_atoms(a).content_hash(): a for a in pool}
-        self._written = {  # labels of other settings IDs do not count
-            frame.info["config_hash"]
-            for frame in read_chunks(self.directory)
-            if frame.info.get("dft_settings_id") == settings_id
-        }
+        self._written = set(chunk_labels(self.directory, settings_id))
         files = chunk_files(self.directory)
         self._next = int(CHUNK_PATTERN.match(files[-1].name).group(1)) + 1 if files else 0
         self._buffer: list[tuple[str, StoredLabel, dict]] = []

@@ -38,11 +38,16 @@ class CrystalGPAW(Calculator):
         self.calculators: dict[int, Calculator] = {}
         self.calls = 0
 
+    def cells(self, num_atoms: int) -> int:
+        """How many conventional cells a cell of ``num_atoms`` atoms is (a vacancy cell: its
+        perfect cell's)."""
+        return math.ceil(num_atoms / self.atoms_per_cell)
+
     def grid(self, num_atoms: int) -> tuple[int, int, int]:
         """The k-point grid of the cell of ``num_atoms`` atoms."""
         from ..validation.structures import conventional_cell
 
-        cells = math.ceil(num_atoms / self.atoms_per_cell)
+        cells = self.cells(num_atoms)
         if cells not in self.grids:
             repeat = round(cells ** (1 / 3))
             reference = conventional_cell(self.symbol, self.structure, self.reference_a).repeat(repeat)
@@ -52,7 +57,7 @@ class CrystalGPAW(Calculator):
     def _gpaw(self, atoms):
         from gpaw import GPAW
 
-        cells = math.ceil(len(atoms) / self.atoms_per_cell)
+        cells = self.cells(len(atoms))
         if cells not in self.calculators:
             parameters = self.settings.gpaw_parameters(atoms)
             parameters["kpts"] = {"size": self.grid(len(atoms)), "gamma": True}

@@ -2,8 +2,9 @@
 this project's own DFT sets (data/al-pbe, data/agau-pbe: their labelled configurations).
 
 Each data set's table is a section of docs/eip_accuracy.md (between its markers), so the
-sets and the EIP cards beside them are rewritten apart. For each split seed the alignment is fitted on ``train`` only (METHOD.md) and both raw and
-aligned errors are measured on ``test``; each cell is mean (std) over the seeds.
+sets and the EIP cards beside them are rewritten apart. For each split seed the alignment
+is fitted on ``train`` only (METHOD.md) and both raw and aligned errors are measured on
+``test``; each cell is mean (std) over the seeds.
 Configuration MAE = mean |E_EIP - E_DFT| (eV); atom MAE = mean |E_EIP - E_DFT| / N
 (eV/atom). Missing entries (failed EIP) are left out of that EIP's means and counted.
 """
@@ -125,14 +126,13 @@ def _report_data(dataset: str | Path | None):
 
         configurations = load_si_pbe()
         return "si-pbe", configurations, lambda seed: protocol_split(len(configurations), seed), "the si-pbe protocol"
-    from ..data.pbe_sets import load_pbe_set, pbe_set_split
+    from ..data.pbe_sets import labelled_splits, load_pbe_set
 
     everything, labelled = load_pbe_set(dataset)
     configurations = everything[:labelled]
-    pool_indices = np.array([atoms.info["pool_index"] for atoms in configurations], dtype=np.int64)
     name = Path(dataset).name
     about = f"the {name} protocol (docs/dft.md) on the {labelled} configurations labelled so far"
-    return name, configurations, lambda seed: pbe_set_split(pool_indices, labelled, seed), about
+    return name, configurations, lambda seed: labelled_splits(configurations, labelled, seed), about
 
 
 def eip_accuracy_report(

@@ -46,14 +46,22 @@ def energy_volume_curve(calculator: Calculator, symbol: str, structure: str,
     """Energy per atom (eV) of the conventional cell at ``points`` lattice constants
     evenly spaced over ``lattice_range_angstrom`` (atoms at their ideal positions)."""
     lattice = np.linspace(*lattice_range_angstrom, points)
-    energies = np.empty(points)
-    atoms = conventional_cell(symbol, structure, float(lattice[0]))
-    atoms.calc = calculator
-    reference_cell = atoms.cell.array / lattice[0]
-    for k, a in enumerate(tqdm(lattice, desc=f"{symbol} E-V", disable=not progress, leave=False)):
-        atoms.set_cell(reference_cell * a, scale_atoms=True)
-        energies[k] = atoms.get_potential_energy() / len(atoms)
-    return EVCurve(lattice, energies, len(atoms))
+    return lattice_scan(calculator, conventional_cell(symbol, structure, float(lattice[0])), lattice,
+                        progress, f"{symbol} E-V")
+
+
+def lattice_scan(calculator: Calculator, atoms, lattice_angstrom: np.ndarray, progress: bool = False,
+                 description: str = "E-V") -> EVCurve:
+    """Energy per atom (eV) of the cubic cell ``atoms`` scaled isotropically (fractional
+    positions kept) to each lattice constant of ``lattice_angstrom``."""
+    work = atoms.copy()
+    work.calc = calculator
+    reference_cell = work.cell.array / work.cell.lengths()[0]
+    energies = np.empty(len(lattice_angstrom))
+    for k, a in enumerate(tqdm(lattice_angstrom, desc=description, disable=not progress, leave=False)):
+        work.set_cell(reference_cell * a, scale_atoms=True)
+        energies[k] = work.get_potential_energy() / len(work)
+    return EVCurve(np.asarray(lattice_angstrom), energies, len(work))
 
 
 def fit_birch_murnaghan(curve: EVCurve, window: float) -> EOSFit:

@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from .equation_of_state import EVCurve, fit_birch_murnaghan
+from .equation_of_state import fit_birch_murnaghan, lattice_scan
 from .errors import ValidationError
 
 FCC_SITES = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
@@ -45,17 +45,10 @@ def relaxed_energy(calculator: Calculator, atoms: Atoms, points: int, span: floa
     """(lattice constant Å, energy eV/atom) at the minimum of an isotropic scan of
     ``points`` lattice constants over ± ``span`` (fraction) of ``atoms``'s."""
     a_guess = float(atoms.cell.lengths()[0])
-    lattice = np.linspace(1 - span, 1 + span, points) * a_guess
-    reference = atoms.cell.array / a_guess
-    work = atoms.copy()
-    work.calc = calculator
-    energies = np.empty(points)
-    for k, a in enumerate(lattice):
-        work.set_cell(reference * a, scale_atoms=True)
-        energies[k] = work.get_potential_energy() / len(work)
-    fit = fit_birch_murnaghan(EVCurve(lattice, energies, len(work)), span)
+    curve = lattice_scan(calculator, atoms, np.linspace(1 - span, 1 + span, points) * a_guess)
+    fit = fit_birch_murnaghan(curve, span)
     if fit.a0_angstrom is None:
-        raise ValidationError(f"{work.get_chemical_formula()}: no energy minimum within ± {100 * span:g} % of "
+        raise ValidationError(f"{atoms.get_chemical_formula()}: no energy minimum within ± {100 * span:g} % of "
                               f"a = {a_guess:.3f} Å ({fit.note})")
     return fit.a0_angstrom, fit.e0_ev_per_atom
 
