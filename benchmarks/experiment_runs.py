@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,20 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
 
 
 def publish(section: str, results: str, begin: str, end: str) -> int:
-    """Put a generated section into the results file (between its markers) and print it."""
-    publish_section(Path(results), section, begin, end, "# Results")
+    """Put a generated section into the results file (between its markers) and print it;
+    refused (exit status 1) when the new section shows fewer finished runs than the one in
+    the file: sections written before ``benchmarks/finished`` existed hold runs that only
+    their text keeps, and a new machine's ``--report-only`` must not wipe them."""
+    path = Path(results)
+    text = path.read_text() if path.exists() else ""
+    start = text.find(begin)
+    old = text[start:text.find(end, start)] if start >= 0 else ""
+    if old and section.count("not run") > old.count("not run"):
+        print(section)
+        print(f"{results}: not rewritten: its section {begin} shows runs whose results.json is neither under "
+              "--runs-dir nor in benchmarks/finished", file=sys.stderr)
+        return 1
+    publish_section(path, section, begin, end, "# Results")
     return 0
 
 
@@ -182,31 +195,77 @@ CARD = (("a0 (Å)", "a0_angstrom", "{:.3f}"), ("B (GPa)", "bulk_modulus_gpa", "{
         ("C11", "c11_gpa", "{:.0f}"), ("C12", "c12_gpa", "{:.0f}"), ("C44", "c44_gpa", "{:.0f}"),
         ("vacancy (eV)", "vacancy_formation_ev", "{:.2f}"),
         ("E–V wiggle (meV/atom)", "ev_wiggle_mev_per_atom", "{:.1f}"), ("Γ (THz)", "gamma_optical_thz", "{:.2f}"))
-NUM_CHECKS = 10
+NUM_CHECKS = 10  # Si's card; results.json written before the headline had num_checks are all Si
+# Of each element of a two-element model, only these (the table would be too wide).
+ALLOY_ELEMENT_CARD = (("a0 (Å)", "a0_angstrom", "{:.3f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),
+                      ("vacancy (eV)", "vacancy_formation_ev", "{:.2f}"))
+MIXING_KEY = "mixing_x0.5_mev_per_atom"
 
 
-def card_values(result: dict) -> dict:
-    """A finished run's test MAEs (energy, force) and Si property-card figures, with the
-    number of the card's checks it passed."""
-    card = result["property_card"]["elements"]["Si"]
-    return {"config": result["test_config_mae_ev"], "force": result["test_force_mae_ev_per_angstrom"],
-            **{key: card[key] for _, key, _ in CARD}, "checks": NUM_CHECKS - len(card["failed"])}
+@dataclass(frozen=True)
+class CardColumn:
+    """A results-table column of a property-card figure: of an element, or of an alloy."""
+
+    heading: str
+    part: str  # "Si", or an alloy's name ("AgAu")
+    key: str
+    fmt: str
+
+
+def card_columns(elements: tuple[str, ...] = ("Si",)) -> list[CardColumn]:
+    """The card columns of a model of ``elements``: the whole card of one element (the
+    optical phonon at Γ only for Si: fcc metals have none); a0, B and the vacancy of each of
+    several elements, and their alloy's mixing energy at x = 0.5."""
+    if len(elements) == 1:
+        return [CardColumn(h, elements[0], k, f) for h, k, f in CARD if elements == ("Si",) or k != "gamma_optical_thz"]
+    alloy = "".join(elements)
+    return ([CardColumn(f"{e} {h}", e, k, f) for e in elements for h, k, f in ALLOY_ELEMENT_CARD]
+            + [CardColumn(f"{alloy} mixing, x = 0.5 (meV/atom)", alloy, MIXING_KEY, "{:.0f}")])
+
+
+def card_values(result: dict, columns: list[CardColumn] | None = None) -> dict:
+    """A finished run's test MAEs (energy, force), its property-card figures by column
+    heading (None where the card could not compute one), and the card's checks: passed and
+    judged, over all its elements and alloys."""
+    card = result["property_card"]
+    parts = {**card["elements"], **card.get("alloys", {})}
+    values = {"config": result["test_config_mae_ev"], "force": result["test_force_mae_ev_per_angstrom"]}
+    values.update({c.heading: parts[c.part].get(c.key) for c in columns or card_columns()})
+    judged = [part.get("num_checks", NUM_CHECKS) for part in parts.values()]
+    values["checks"] = sum(judged) - sum(len(part["failed"]) for part in parts.values())
+    values["num_checks"] = sum(judged)
+    return values
 
 
 def card_mean(values: list[dict]) -> dict:
-    """The mean of several runs' ``card_values``, figure by figure."""
-    return {key: float(np.mean([v[key] for v in values])) for key in values[0]}
+    """The mean of several runs' ``card_values``, figure by figure (None where any is)."""
+    return {key: None if any(v[key] is None for v in values) else float(np.mean([v[key] for v in values]))
+            for key in values[0]}
 
 
-def card_row(label: str, values: dict, bold: bool = False) -> str:
-    """A results-table row of ``card_values`` (or their means over seeds)."""
+def card_header(columns: list[CardColumn] | None = None, first: str = "strategy, split seed") -> list[str]:
+    """The header lines of a table of ``card_row`` rows."""
+    columns = columns or card_columns()
+    return [f"| {first} | test config MAE (eV) | test force MAE (eV/Å) | "
+            + " | ".join(c.heading for c in columns) + " | checks |",
+            "| --- |" + " ---: |" * (len(columns) + 3)]
+
+
+def card_row(label: str, values: dict, columns: list[CardColumn] | None = None, bold: bool = False) -> str:
+    """A results-table row of ``card_values`` (or their means over seeds); '–' for a
+    figure the card could not compute."""
     mark = "**" if bold else ""
     cells = [f"{mark}{values['config']:.3f}{mark}", f"{mark}{values['force']:.3f}{mark}"]
-    cells += [fmt.format(values[key]) for _, key, fmt in CARD]
-    checks = values["checks"]
-    cells.append(f"{checks:.1f}/{NUM_CHECKS}" if isinstance(checks, float) and not checks.is_integer()
-                 else f"{int(checks)}/{NUM_CHECKS}")
+    cells += ["–" if values[c.heading] is None else c.fmt.format(values[c.heading]) for c in columns or card_columns()]
+    checks, total = values["checks"], values["num_checks"]
+    passed = f"{checks:.1f}" if isinstance(checks, float) and not checks.is_integer() else f"{int(checks)}"
+    cells.append(f"{passed}/{int(total) if float(total).is_integer() else round(total, 1)}")
     return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def not_run_row(label: str, columns: list[CardColumn] | None = None) -> str:
+    """A results-table row of a run that has not finished."""
+    return f"| {label} | not run |" + " |" * (len(columns or card_columns()) + 2)
 
 
 LA_DIAGNOSTICS_HEADER = [

@@ -72,14 +72,15 @@ def test_the_product_default_runs_take_the_alpha_of_the_energy_only_search_and_a
     import run_model_experiments as models
 
     runs = tmp_path / "runs"
-    assert models.force_overrides("cgcnn", "LA", 1, runs) is None  # waits for the energy-only search
-    assert models.force_overrides("cgcnn", "MP", 1, runs) == ["train.force_weight=10.0", "data.split_seed=1", "seed=1"]
+    cgcnn = models.Experiments("cgcnn", models.DATASETS["si-pbe"])
+    assert models.force_overrides(cgcnn, "LA", 1, runs) is None  # waits for the energy-only search
+    assert models.force_overrides(cgcnn, "MP", 1, runs) == ["train.force_weight=10.0", "data.split_seed=1", "seed=1"]
     finished_run(runs, "si_pbe_cgcnn_la_s1", _card_results(0.30, 0.0, alpha=0.05))
-    assert models.force_overrides("cgcnn", "LA", 1, runs)[-1] == "la.alpha=0.05"
+    assert models.force_overrides(cgcnn, "LA", 1, runs)[-1] == "la.alpha=0.05"
     finished_run(runs, "si_pbe_cgcnn_forces_s1", _card_results(0.40, 0.20))
     finished_run(runs, "si_pbe_cgcnn_forces_s2", _card_results(0.20, 0.10))
     finished_run(runs, "si_pbe_cgcnn_la_forces_s1", _card_results(0.30, 0.25, alpha=0.05))
-    section = models.report_forces("cgcnn", runs, [1, 2, 3])
+    section = models.report_forces(cgcnn, runs, [1, 2, 3])
     assert section.startswith("<!-- cgcnn-forces:begin -->") and section.rstrip().endswith("<!-- cgcnn-forces:end -->")
     assert "| baseline, seed 1 | 0.400 | 0.200 | 5.470 | 150 | 200 | 100 | 75 | 3.00 | 20.0 | 14.00 | 8/10 |" in section
     assert "| **baseline, mean of 2 seeds** | **0.300** | **0.150** |" in section
@@ -116,3 +117,47 @@ def test_an_alpha_search_run_as_one_run_per_alpha_picks_the_best_validation_alph
     # A search made in one run wins over the pieces.
     finished_run(runs, "m_la_s1", la_results(0.2, 0.2))
     assert experiment_runs.read_alpha_search(runs, "m_la_s1", grid)["test_config_mae_ev"] == 0.2
+
+
+def _metal_card(failed: list[str], num_checks: int = 9, **values) -> dict:
+    return {"a0_angstrom": 4.0, "bulk_modulus_gpa": 70.0, "c11_gpa": 110.0, "c12_gpa": 60.0, "c44_gpa": 30.0,
+            "vacancy_formation_ev": 0.6, "ev_wiggle_mev_per_atom": 1.0, "gamma_optical_thz": None,
+            "failed": failed, "num_checks": num_checks, **values}
+
+
+def test_the_metal_sets_train_the_si_configs_under_their_own_names_and_cards(tmp_path, finished):
+    import run_model_experiments as models
+
+    al = models.Experiments("soapnet", models.DATASETS["al-pbe"])
+    assert al.prefix == "al_pbe_soapnet_" and al.section == "al-pbe-soapnet"
+    assert "data.path=data/al-pbe" in al.data.overrides and "la.eips=[al]" in al.data.overrides
+    runs = tmp_path / "runs"
+    results = {"test_config_mae_ev": 0.2, "test_force_mae_ev_per_angstrom": 0.1, "test_atom_mae_ev_per_atom": 0.02,
+               "num_train": 55, "num_val": 23, "num_test": 19,
+               "property_card": {"elements": {"Al": _metal_card(["c12_gpa"])}}}
+    finished_run(runs, "al_pbe_soapnet_forces_s1", results)
+    section = models.report_forces(al, runs, [1])
+    # No optical phonon column for fcc Al; its card judges 9 checks.
+    assert "| baseline, seed 1 | 0.200 | 0.100 | 4.000 | 70 | 110 | 60 | 30 | 0.60 | 1.0 | 8/9 |" in section
+    assert "Γ (THz)" not in section and "Train / val / test configurations by seed: 55 / 23 / 19." in section
+    # A two-element model: a0, B and vacancy of each element, the alloy's mixing, checks of all parts.
+    agau = models.Experiments("schnet", models.DATASETS["agau-pbe"])
+    card = {"elements": {"Ag": _metal_card([]), "Au": _metal_card(["a0_angstrom"], vacancy_formation_ev=None)},
+            "alloys": {"AgAu": {"mixing_x0.5_mev_per_atom": -50.0, "failed": ["mixing_x0.25_mev_per_atom"],
+                                "num_checks": 3}}}
+    values = experiment_runs.card_values({**results, "property_card": card}, agau.columns)
+    assert values["checks"] == 19 and values["num_checks"] == 21
+    row = experiment_runs.card_row("x", values, agau.columns)
+    assert row == "| x | 0.200 | 0.100 | 4.000 | 70 | 0.60 | 4.000 | 70 | – | -50 | 19/21 |"
+    assert agau.paper_cell("MP") == "0.3353 (-54.0 %)"
+
+
+def test_a_section_is_not_rewritten_with_fewer_finished_runs_than_it_shows(tmp_path):
+    results = tmp_path / "results.md"
+    begin, end = "<!-- x:begin -->", "<!-- x:end -->"
+    kept = f"{begin}\n| baseline | 0.4 | 0.5 |\n{end}"
+    results.write_text(f"# Results\n\n{kept}\n")
+    assert experiment_runs.publish(f"{begin}\n| baseline | not run | 0.5 |\n{end}\n", str(results), begin, end) == 1
+    assert kept in results.read_text()
+    assert experiment_runs.publish(f"{begin}\n| baseline | 0.3 | 0.5 |\n{end}\n", str(results), begin, end) == 0
+    assert "| baseline | 0.3 | 0.5 |" in results.read_text()

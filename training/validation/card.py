@@ -229,9 +229,10 @@ def headline(card: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
         "seconds_total": card["seconds_total"], "skipped": card["skipped"],
         "elements": {
             symbol: {**{k: e["values"][k] for k in HEADLINE_KEYS if k in e["values"]},
-                     "passed": e["passed"], "failed": e["failed"], "seconds": e["seconds"]}
+                     "passed": e["passed"], "num_checks": e["num_checks"], "failed": e["failed"],
+                     "seconds": e["seconds"]}
             for symbol, e in card["elements"].items()
         },
-        "alloys": {name: {**a["values"], "passed": a["passed"], "failed": a["failed"]}
+        "alloys": {name: {**a["values"], "passed": a["passed"], "num_checks": a["num_checks"], "failed": a["failed"]}
                    for name, a in card.get("alloys", {}).items()},
     }
