@@ -19,11 +19,17 @@ def write(tmp_path, text):
     return path
 
 
+EXAMPLE_SPECIES = {"si": ["Si"], "al": ["Al"], "agau": ["Ag", "Au"]}  # by the name's data set
+
+
 @pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("*.yaml")))
 def test_examples_load_pick_known_pieces_and_build(name):
     config = load_config(EXAMPLES / name)
     check_choices(config, STRATEGIES)
-    assert config.model.species == ["Si"]
+    assert config.model.species == EXAMPLE_SPECIES[name.split("_pbe_")[0]]
+    if config.data.path is not None:  # a set made here: its species, its own EIPs for LA and MP
+        assert config.data.path == f"data/{name.split('_pbe_')[0]}-pbe"
+        assert config.la.eips == config.pretrain.eips == [name.split("_pbe_")[0]]
     # The hyper-parameters are the model kind's own (a SchNet key in a CGCNN config fails here).
     assert build_potential(model_spec(config, config.model.species)).head.num_outputs == 1
 
@@ -95,7 +101,8 @@ def test_unknown_registry_names_fail_before_any_data_is_read(tmp_path, override,
 PAPER_EXAMPLES = [f"si_pbe_{model}_{strategy}.yaml" for model in ("schnet", "soapnet", "cgcnn", "gemnet")
                   for strategy in ("baseline", "la", "mp", "mp_la")]
 FORCE_EXAMPLES = ["si_pbe_schnet_forces.yaml", "si_pbe_soapnet_forces.yaml", "si_pbe_schnet_la_forces.yaml",
-                  "si_pbe_schnet_mp_forces.yaml", "si_pbe_cgcnn_forces.yaml", "si_pbe_gemnet_forces.yaml"]
+                  "si_pbe_schnet_mp_forces.yaml", "si_pbe_cgcnn_forces.yaml", "si_pbe_gemnet_forces.yaml",
+                  "al_pbe_soapnet_forces.yaml", "agau_pbe_soapnet_forces.yaml"]
 
 
 @pytest.mark.parametrize("name", PAPER_EXAMPLES)
