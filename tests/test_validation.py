@@ -140,6 +140,21 @@ def test_equation_of_state_without_a_minimum_in_range_says_so():
     assert eos.a0_angstrom is None and "edge of the range" in eos.note
 
 
+def test_the_e_v_grid_is_cut_to_what_a_kim_eam_computes():
+    """Ercolessi-Adams Al's tables end above the nearest-neighbour distance of a = 3.6 Å: the
+    KIM model refuses those cells, so the curve keeps the longest computed run and says so."""
+    from eipnn_training.eip.calculator import EIPCalculator
+    from eipnn_training.validation.equation_of_state import energy_volume_curve
+
+    curve = energy_volume_curve(EIPCalculator("al/eam-ercolessi-adams"), "Al", "fcc", (3.6, 4.6), 21)
+    assert curve.lattice_angstrom[0] > 3.6 and curve.lattice_angstrom[-1] == pytest.approx(4.6)
+    assert np.isfinite(curve.energy_ev_per_atom).all() and "fails at" in curve.note
+    eos = fit_birch_murnaghan(curve, 0.03)
+    assert eos.a0_angstrom == pytest.approx(4.03, abs=0.03)  # the model's own, near experiment's 4.05
+    with pytest.raises(ValidationError, match="only 1 of the 3 E-V grid points"):
+        energy_volume_curve(EIPCalculator("al/eam-ercolessi-adams"), "Al", "fcc", (3.0, 4.05), 3)
+
+
 def test_references_file_holds_the_targets():
     refs = load_references()
     si = refs.entry("Si")

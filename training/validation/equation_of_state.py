@@ -12,6 +12,9 @@ from ase.calculators.calculator import Calculator
 from ase.eos import EquationOfState
 from tqdm.auto import tqdm
 
+from eipnn_calc.errors import EIPNNError
+
+from .errors import ValidationError
 from .structures import conventional_cell
 
 
@@ -20,6 +23,7 @@ class EVCurve:
     lattice_angstrom: np.ndarray  # [P]
     energy_ev_per_atom: np.ndarray  # [P]
     atoms_per_cell: int
+    note: Optional[str] = None  # where the grid was cut to what the calculator computes
 
 
 @dataclass(frozen=True)
@@ -44,23 +48,56 @@ def energy_volume_curve(calculator: Calculator, symbol: str, structure: str,
                         lattice_range_angstrom: tuple[float, float], points: int,
                         progress: bool = False) -> EVCurve:
     """Energy per atom (eV) of the conventional cell at ``points`` lattice constants
-    evenly spaced over ``lattice_range_angstrom`` (atoms at their ideal positions)."""
+    evenly spaced over ``lattice_range_angstrom`` (atoms at their ideal positions). Where the
+    calculator refuses a lattice constant (a KIM EAM whose tables end at short distances),
+    the grid is cut to the longest run it computes, said in the curve's note."""
     lattice = np.linspace(*lattice_range_angstrom, points)
-    return lattice_scan(calculator, conventional_cell(symbol, structure, float(lattice[0])), lattice,
-                        progress, f"{symbol} E-V")
+    scan = lattice_scan(calculator, conventional_cell(symbol, structure, float(lattice[0])), lattice,
+                        progress, f"{symbol} E-V", skip_failures=True)
+    return computed_part(scan)
+
+
+def computed_part(curve: EVCurve) -> EVCurve:
+    """The longest run of grid points with an energy (``lattice_scan(..., skip_failures=True)``
+    leaves NaN where the calculator failed), with a note of the cut; ValidationError when that
+    is under half the grid."""
+    finite = np.isfinite(curve.energy_ev_per_atom)
+    if finite.all():
+        return curve
+    best, start = (0, 0), None
+    for k, ok in enumerate(np.append(finite, False)):
+        if ok and start is None:
+            start = k
+        elif not ok and start is not None:
+            best, start = max(best, (k - start, start)), None
+    length, first = best
+    a = curve.lattice_angstrom
+    if 2 * length < len(a):
+        raise ValidationError(f"the calculator computes only {int(finite.sum())} of the {len(a)} E-V grid points "
+                              f"({a[0]:.3f}-{a[-1]:.3f} Å)")
+    keep = slice(first, first + length)
+    note = (f"the calculator fails at {len(a) - length} grid point(s) (e.g. a = {a[~finite][0]:.3f} Å): "
+            f"E-V over {a[keep][0]:.3f}-{a[keep][-1]:.3f} Å")
+    return EVCurve(a[keep], curve.energy_ev_per_atom[keep], curve.atoms_per_cell, note)
 
 
 def lattice_scan(calculator: Calculator, atoms, lattice_angstrom: np.ndarray, progress: bool = False,
-                 description: str = "E-V") -> EVCurve:
+                 description: str = "E-V", skip_failures: bool = False) -> EVCurve:
     """Energy per atom (eV) of the cubic cell ``atoms`` scaled isotropically (fractional
-    positions kept) to each lattice constant of ``lattice_angstrom``."""
+    positions kept) to each lattice constant of ``lattice_angstrom``; with ``skip_failures``
+    NaN where the calculator raises an EIPNNError (it cannot compute that cell)."""
     work = atoms.copy()
     work.calc = calculator
     reference_cell = work.cell.array / work.cell.lengths()[0]
     energies = np.empty(len(lattice_angstrom))
     for k, a in enumerate(tqdm(lattice_angstrom, desc=description, disable=not progress, leave=False)):
         work.set_cell(reference_cell * a, scale_atoms=True)
-        energies[k] = work.get_potential_energy() / len(work)
+        try:
+            energies[k] = work.get_potential_energy() / len(work)
+        except EIPNNError:
+            if not skip_failures:
+                raise
+            energies[k] = np.nan
     return EVCurve(np.asarray(lattice_angstrom), energies, len(work))
 
 

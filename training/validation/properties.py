@@ -69,6 +69,8 @@ def element_properties(calculator: Calculator, entry: ElementEntry, settings: Ca
                  ev_wiggle_mev_per_atom=smooth.wiggle_mev_per_atom)
         if result.eos.note:
             result.notes["ev"] = result.eos.note
+        if result.ev.note:
+            result.notes["ev_range"] = result.ev.note
     a0 = v.get("a0_angstrom")
     if a0 is None:
         if result.ev is None:
