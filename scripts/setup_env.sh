@@ -39,7 +39,15 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # The DFT extra on its own, so that an existing .venv gains it without a full reinstall.
+# GPAW is built from source with FFTW (scripts/gpaw_siteconfig.py), never from a cached wheel
+# that may lack it; a .venv whose GPAW lacks FFTW gets it rebuilt once.
+export GPAW_CONFIG="$PWD/scripts/gpaw_siteconfig.py"
 if [ "$EIPNN_DFT" != 0 ] && ! .venv/bin/python -c "import gpaw, gpaw_data" 2>/dev/null; then
   echo "eipnn setup: installing GPAW and its PAW setups into .venv (builds from source)"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dft]"
+  .venv/bin/pip install -q --disable-pip-version-check --no-cache-dir --no-binary gpaw -e ".[dft]"
+fi
+if [ "$EIPNN_DFT" != 0 ] && ! .venv/bin/python -c "import gpaw.fftw as f; assert f.have_fftw()" 2>/dev/null; then
+  echo "eipnn setup: rebuilding GPAW with FFTW"
+  .venv/bin/pip install -q --disable-pip-version-check --no-cache-dir --no-binary gpaw --force-reinstall --no-deps \
+    "$(.venv/bin/python -c 'import gpaw; print("gpaw==" + gpaw.__version__)')"
 fi
