@@ -40,6 +40,14 @@ def _aluminium(count: int, start: float = 3.95):
     return [bulk("Al", "fcc", a=start + 0.02 * i) for i in range(count)]
 
 
+def test_gpaw_is_built_with_fftw():
+    """scripts/setup_env.sh builds GPAW with FFTW (scripts/gpaw_siteconfig.py): without it a
+    label costs 1.2-1.4x the CPU (docs/dft.md)."""
+    from gpaw.fftw import have_fftw
+
+    assert have_fftw(), "GPAW lacks FFTW: run bash scripts/setup_env.sh, which rebuilds it"
+
+
 def test_settings_key_changes_with_every_setting_and_is_recorded():
     ids = {
         TINY.settings_id,
