@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -83,16 +84,33 @@ def run_once(config_path: str, name: str, overrides: list[str], runs_dir: Path) 
         return {}
 
 
+FINISHED_MARK = re.compile(r"<!-- finished runs: (\d+) -->")
+
+
+def finished_mark(count: int) -> str:
+    """The line a generated section carries with its number of finished runs, for ``publish``."""
+    return f"<!-- finished runs: {count} -->"
+
+
+def _finished(section: str) -> int | None:
+    found = FINISHED_MARK.search(section)
+    return int(found.group(1)) if found else None
+
+
 def publish(section: str, results: str, begin: str, end: str) -> int:
     """Put a generated section into the results file (between its markers) and print it;
-    refused (exit status 1) when the new section shows fewer finished runs than the one in
-    the file: sections written before ``benchmarks/finished`` existed hold runs that only
-    their text keeps, and a new machine's ``--report-only`` must not wipe them."""
+    refused (exit status 1) when the new section holds fewer finished runs than the one in
+    the file (their ``finished_mark``; a section without one, written before
+    ``benchmarks/finished`` existed, by its "not run" cells): such runs live only in the
+    file's text, and a new machine's ``--report-only`` must not wipe them."""
     path = Path(results)
     text = path.read_text() if path.exists() else ""
     start = text.find(begin)
     old = text[start:text.find(end, start)] if start >= 0 else ""
-    if old and section.count("not run") > old.count("not run"):
+    new_count, old_count = _finished(section), _finished(old)
+    fewer = (new_count < old_count if new_count is not None and old_count is not None
+             else section.count("not run") > old.count("not run"))
+    if old[len(begin):].strip() and fewer:  # an empty section has nothing to lose
         print(section)
         print(f"{results}: not rewritten: its section {begin} shows runs whose results.json is neither under "
               "--runs-dir nor in benchmarks/finished", file=sys.stderr)

@@ -161,3 +161,15 @@ def test_a_section_is_not_rewritten_with_fewer_finished_runs_than_it_shows(tmp_p
     assert kept in results.read_text()
     assert experiment_runs.publish(f"{begin}\n| baseline | 0.3 | 0.5 |\n{end}\n", str(results), begin, end) == 0
     assert "| baseline | 0.3 | 0.5 |" in results.read_text()
+
+
+def test_a_section_with_its_finished_count_may_grow_by_seeds_but_not_lose_runs(tmp_path):
+    results = tmp_path / "results.md"
+    begin, end = "<!-- x:begin -->", "<!-- x:end -->"
+    one_seed = f"{begin}\n{experiment_runs.finished_mark(2)}\n| LA | 0.3 |\n| MP | 0.2 |\n{end}"
+    results.write_text(f"# Results\n\n{one_seed}\n")
+    three_seeds = f"{begin}\n{experiment_runs.finished_mark(3)}\n| LA | 0.3 | not run | not run |\n| MP | 0.2 | 0.1 | not run |\n{end}\n"
+    assert experiment_runs.publish(three_seeds, str(results), begin, end) == 0  # more "not run", more runs
+    lost = f"{begin}\n{experiment_runs.finished_mark(1)}\n| LA | not run | not run | not run |\n| MP | 0.2 | not run | not run |\n{end}\n"
+    assert experiment_runs.publish(lost, str(results), begin, end) == 1
+    assert "| MP | 0.2 | 0.1 | not run |" in results.read_text()
