@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from eipnn_training.markdown_section import write_section
+from eipnn_training.markdown_section import publish_section
 
 COLUMNS = (("a0 (Å)", "a0_angstrom", "{:.4f}"), ("B (GPa)", "bulk_modulus_gpa", "{:.0f}"),
            ("C11", "c11_gpa", "{:.0f}"), ("C12", "c12_gpa", "{:.0f}"), ("C44", "c44_gpa", "{:.0f}"),
@@ -90,9 +90,7 @@ def main() -> int:
     for name, values, checks in rows:
         lines.append(f"| {name} | " + " | ".join(_cell(values, k, f) for _, k, f in shown) + f" | {checks} |")
     lines += ["", end]
-    section = "\n".join(lines)
-    print(section)
-    write_section(Path(args.doc), section, begin, end, "# EIP accuracy")
+    publish_section(Path(args.doc), "\n".join(lines), begin, end, "# EIP accuracy")
     return 0
 
 

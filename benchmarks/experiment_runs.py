@@ -28,7 +28,7 @@ import numpy as np
 from eipnn_training.cli.train import train
 from eipnn_training.config import load_config
 from eipnn_training.strategies.label_augmentation.errors import NothingSelected
-from eipnn_training.markdown_section import publish_section
+from eipnn_training.markdown_section import publish_section, read_section
 
 FINISHED = Path(__file__).resolve().parent / "finished"
 NOTHING_SELECTED = "nothing_selected.txt"  # what an LA run that selected nothing leaves
@@ -104,9 +104,7 @@ def publish(section: str, results: str, begin: str, end: str) -> int:
     ``benchmarks/finished`` existed, by its "not run" cells): such runs live only in the
     file's text, and a new machine's ``--report-only`` must not wipe them."""
     path = Path(results)
-    text = path.read_text() if path.exists() else ""
-    start = text.find(begin)
-    old = text[start:text.find(end, start)] if start >= 0 else ""
+    old = read_section(path, begin, end)
     new_count, old_count = _finished(section), _finished(old)
     fewer = (new_count < old_count if new_count is not None and old_count is not None
              else section.count("not run") > old.count("not run"))

@@ -11,13 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _bounds(text: str, begin: str, end: str) -> tuple[int, int]:
+    """Where the section starts (its begin marker) and where its end marker starts; -1 for
+    a section the text does not hold."""
+    start = text.find(begin)
+    return start, (text.find(end, start) if start >= 0 else -1)
+
+
+def read_section(path: Path, begin: str, end: str) -> str:
+    """The section now in ``path``, from its begin marker to (not including) its end
+    marker; '' when the file or the section does not exist."""
+    text = path.read_text() if path.exists() else ""
+    start, stop = _bounds(text, begin, end)
+    return text[start:stop] if stop >= 0 else ""
+
+
 def write_section(path: Path, section: str, begin: str, end: str, heading: str) -> None:
     """Put ``section`` (it starts with ``begin`` and ends with ``end``) into ``path`` in place
     of the old one, or append it; a new file starts with ``heading`` (e.g. "# Results")."""
     text = path.read_text() if path.exists() else heading + "\n"
     section = section.rstrip("\n")
-    start = text.find(begin)
-    stop = text.find(end, start) if start >= 0 else -1
+    start, stop = _bounds(text, begin, end)
     if stop >= 0:
         text = text[:start] + section + text[stop + len(end):]
     else:
