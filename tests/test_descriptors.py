@@ -176,29 +176,53 @@ def test_filling_a_loader_at_once_gives_each_configurations_own_values(data):
     assert small.full and 0 < len(small.rows) < 6 and small.used <= used // 2
 
 
+def _runs_with_and_without_cache(graphs, train_rows: Rows, val_rows: Rows, folder, seed: int, **loss) -> None:
+    """Three epochs with the descriptor cache and without (budget 0): the same validation
+    MAEs, training losses and weights, and it trained."""
+    species_index = graphs.species_index(["Si"])
+    histories, weights = [], []
+    for budget in (None, 0):
+        train = BatchLoader(graphs, species_index, train_rows, 3, shuffle=True, seed=1)
+        val = BatchLoader(graphs, species_index, val_rows, 6)
+        potential = soapnet(["Si"], seed=seed)
+        settings = FitSettings(epochs=3, lr=3e-3, force_weight=10.0, dtype=torch.float64, progress=False,
+                               descriptor_cache_mb=budget, **loss)
+        (folder / f"budget_{budget}").mkdir()
+        result = fit(potential, train, val, settings, folder / f"budget_{budget}")
+        histories.append([(row["val_config_mae"], row["train_loss"]) for row in result.history])
+        weights.append(torch.cat([p.detach().flatten() for p in potential.parameters()]))
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-9)
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-8, atol=1e-10)
+    assert histories[0][0] != histories[0][-1]  # it trained
+
+
 def test_a_run_with_the_cache_is_the_run_without(data, tmp_path, monkeypatch):
     graphs, rows = data
     served = []  # batches the cache gave descriptors for
     of = DescriptorCache.of
     monkeypatch.setattr(DescriptorCache, "of", lambda self, p, b: served.append(b.num_rows) or of(self, p, b))
-    species_index = graphs.species_index(["Si"])
-    histories, weights = [], []
-    for budget in (None, 0):
-        train = BatchLoader(graphs, species_index, rows, 3, shuffle=True, seed=1)
-        val = BatchLoader(graphs, species_index, rows, 6)
-        potential = soapnet(["Si"], seed=3)
-        settings = FitSettings(epochs=3, lr=3e-3, force_weight=10.0, dtype=torch.float64, progress=False,
-                               descriptor_cache_mb=budget)
-        folder = tmp_path / f"budget_{budget}"
-        folder.mkdir()
-        result = fit(potential, train, val, settings, folder)
-        histories.append([row["val_config_mae"] for row in result.history])
-        weights.append(torch.cat([p.detach().flatten() for p in potential.parameters()]))
+    _runs_with_and_without_cache(graphs, rows, rows, tmp_path, seed=3)
     # 3 epochs of the 6 training rows and of the 6 validation rows' energies; none with budget 0
     assert sum(served) == 3 * (6 + 6)
-    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-9)
-    torch.testing.assert_close(weights[0], weights[1], rtol=1e-8, atol=1e-10)
-    assert histories[0][0] != histories[0][-1]  # it trained
+
+
+def test_rows_without_force_labels_are_cached_without_jacobians_and_train_alike(data, tmp_path):
+    """LA with DFT forces: its EIP rows have no force labels, so the cache keeps their
+    descriptors alone; the run (the Tukey loss, forces of the DFT rows) is the run without
+    the cache."""
+    graphs, rows = data
+    forces = [f if kind == KIND_DFT else None for f, kind in zip(rows.forces, rows.kind)]
+    mixed = Rows(rows.indices, rows.targets, rows.weight, rows.kind, forces=forces)
+    dft = np.flatnonzero(rows.kind == KIND_DFT)
+    val_rows = Rows(rows.indices[dft], rows.targets[dft], rows.weight[dft], rows.kind[dft],
+                    forces=[rows.forces[i] for i in dft])
+    cache = DescriptorCache(jacobians=True, budget=1 << 30)
+    cache.fill(soapnet(["Si"]), BatchLoader(graphs, graphs.species_index(["Si"]), mixed, 4), torch.device("cpu"),
+               torch.float64)
+    assert sorted(cache.rows) == list(range(6))
+    assert sorted(row for row, values in cache.rows.items() if values.jacobians is not None) == dft.tolist()
+    _runs_with_and_without_cache(graphs, mixed, val_rows, tmp_path, seed=4, loss=AugmentedLoss(0.5, 2.0),
+                                 force_loss=AugmentedForceLoss(10.0, 0.5, 2.0, 0.0))
 
 
 def test_validation_force_metrics_through_the_cache_are_the_ordinary_ones(data):
@@ -215,29 +239,45 @@ def test_validation_force_metrics_through_the_cache_are_the_ordinary_ones(data):
     assert cached == pytest.approx(ordinary, rel=1e-10)
 
 
-def _ensemble_case(data):
-    """Three SOAPNets (two seeds; one with LA's Tukey loss and forces), their loaders."""
+def _ensemble_case(data, eip_force_weight: float = 1.0, eip_forces: bool = True):
+    """Three SOAPNets (two seeds; one with LA's Tukey loss and forces, of the EIP rows too
+    unless ``eip_force_weight`` is 0), their loaders (EIP rows without force labels in
+    training unless ``eip_forces``)."""
     graphs, rows = data
     species_index = graphs.species_index(["Si"])
-    train = BatchLoader(graphs, species_index, rows, 3, shuffle=True, seed=1)
+    train_rows = rows if eip_forces else Rows(
+        rows.indices, rows.targets, rows.weight, rows.kind,
+        forces=[f if kind == KIND_DFT else None for f, kind in zip(rows.forces, rows.kind)])
+    train = BatchLoader(graphs, species_index, train_rows, 3, shuffle=True, seed=1)
     val = BatchLoader(graphs, species_index, rows, 6)
     base = FitSettings(epochs=3, lr=3e-3, grad_clip=1.0, force_weight=10.0, dtype=torch.float64, progress=False)
     settings = [base, replace(base, force_weight=0.0),
-                replace(base, loss=AugmentedLoss(0.5, 2.0), force_loss=AugmentedForceLoss(10.0, 0.5, 2.0, 1.0))]
+                replace(base, loss=AugmentedLoss(0.5, 2.0), force_loss=AugmentedForceLoss(10.0, 0.5, 2.0, eip_force_weight))]
     return train, val, settings
 
 
-def test_stacked_members_end_as_their_own_runs(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("eip_force_weight, eip_forces", [(1.0, True), (0.0, True), (0.0, False)],
+                         ids=["forces of all rows", "forces of the DFT rows", "EIP rows without force labels"])
+def test_stacked_members_end_as_their_own_runs(data, tmp_path, monkeypatch, eip_force_weight, eip_forces):
+    """With forces of every row, with the forces of the rows some member's force term uses
+    alone (the DFT rows: the stacked step then computes no others), and with EIP rows that
+    have no force labels (cached without Jacobians), as LA with DFT forces trains."""
     from eipnn_training.train.ensemble import fit_ensemble
     from eipnn_training.train.stacked import StackedMembers
 
-    train, val, settings = _ensemble_case(data)
+    train, val, settings = _ensemble_case(data, eip_force_weight, eip_forces)
     stacked_steps = []
     step = StackedMembers.step
-    monkeypatch.setattr(StackedMembers, "step", lambda self, b: stacked_steps.append(1) or step(self, b))
+
+    def counted(self, batch):
+        losses = step(self, batch)
+        stacked_steps.append(losses is not None)
+        return losses
+
+    monkeypatch.setattr(StackedMembers, "step", counted)
     together = [soapnet(["Si"], seed) for seed in (1, 2, 1)]
     results = fit_ensemble(together, train, val, settings, tmp_path / "together")
-    assert len(stacked_steps) == 3 * len(train)  # every step went through the stacked members
+    assert stacked_steps == [True] * 3 * len(train)  # every step went through the stacked members
     for k, own in enumerate(settings):
         alone = soapnet(["Si"], (1, 2, 1)[k])
         (tmp_path / f"alone_{k}").mkdir()

@@ -7,13 +7,13 @@ import pytest
 import torch
 from models import sw_configurations
 
-from eipnn_training.data.batching import KIND_DFT, KIND_EIP, Rows, collate
+from eipnn_training.data.batching import KIND_DFT, KIND_EIP, Rows, collate, select_rows
 from eipnn_training.data.dataset import dataset_from_atoms
 from eipnn_training.data.graphs import build_graphs
 from eipnn_training.models.build import ModelSpec, build_potential
 from eipnn_training.strategies.label_augmentation.tukey import AugmentedForceLoss, AugmentedLoss
 from eipnn_training.train.loop import FitSettings, _step_backward
-from eipnn_training.train.losses import ForceMSE
+from eipnn_training.train.losses import ForceMSE, rows_for_forces
 from eipnn_training.train.metrics import batch_energies
 from eipnn_training.train.passes import row_groups, sub_batch
 
@@ -51,6 +51,11 @@ def test_a_sub_batch_is_its_rows(batch):
     assert part.num_atoms.tolist() == [16, 8] and part.positions.shape[0] == 24
     torch.testing.assert_close(batch_energies(potential, part), whole[2:4])
     torch.testing.assert_close(part.forces, batch.forces[16:40])
+    keep = torch.tensor([True, False, True, False, False, True])  # rows 0, 2, 5: atoms 0-7, 16-31, 48-55
+    picked = select_rows(batch, keep)
+    assert picked.num_atoms.tolist() == [8, 16, 8] and picked.batch.tolist() == [0] * 8 + [1] * 16 + [2] * 8
+    torch.testing.assert_close(batch_energies(potential, picked), whole[keep])
+    torch.testing.assert_close(picked.forces, torch.cat([batch.forces[0:8], batch.forces[16:32], batch.forces[48:56]]))
 
 
 LOSSES = {
@@ -58,6 +63,8 @@ LOSSES = {
     "energies and forces": dict(force_weight=10.0),
     "LA with Tukey on energies and forces": dict(loss=AugmentedLoss(0.5, 2.0), force_weight=10.0,
                                                  force_loss=AugmentedForceLoss(10.0, 0.5, 2.0, 1.0)),
+    "LA with DFT forces only": dict(loss=AugmentedLoss(0.5, 2.0), force_weight=10.0,
+                                    force_loss=AugmentedForceLoss(10.0, 0.5, 2.0, 0.0)),
 }
 
 
@@ -81,3 +88,38 @@ def test_passes_give_the_one_pass_loss_and_gradient(batch, kind, loss):
         assert len(gradients) == len(results[0][1])
         for a, b in zip(gradients, results[0][1]):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+class AllRows:
+    """A force term that does not say which rows it uses: forces of every row are computed."""
+
+    def __init__(self, term) -> None:
+        self.term = term
+
+    def __call__(self, forces: torch.Tensor, batch) -> torch.Tensor:
+        return self.term(forces, batch)
+
+
+@pytest.mark.parametrize("term", [ForceMSE(10.0), AugmentedForceLoss(10.0, 0.5, 2.0, 0.0)],
+                         ids=["DFT forces", "LA, DFT forces only"])
+@pytest.mark.parametrize("kind", ["schnet", "soapnet"])
+def test_forces_of_the_rows_a_term_uses_alone_give_the_same_step(batch, term, kind):
+    """The step computes forces only for the rows with a force term (here the 3 DFT rows of
+    6), and its loss and weight gradient are those of computing every row's forces."""
+    assert rows_for_forces(term, batch).tolist() == [True, False, True, False, False, True]
+    hyper = {"schnet": {"num_features": 8, "num_interactions": 2, "num_rbf": 8},
+             "soapnet": {"n_max": 3, "l_max": 2, "num_features": 8, "num_dense": 2}}[kind]
+    torch.manual_seed(2)
+    potential = build_potential(ModelSpec(kind, ["Si"], CUTOFF, hyper, 8)).double()
+    batch_energies(potential, batch)  # SOAPNet's standardisation from a first batch, in both
+    potential.eval()
+    results = []
+    for force_loss in (term, AllRows(term)):
+        settings = FitSettings(dtype=torch.float64, loss=AugmentedLoss(0.5, 2.0), force_loss=force_loss)
+        value = _step_backward(potential, batch, settings)
+        results.append((float(value.detach()), [p.grad.clone() for p in potential.parameters() if p.grad is not None]))
+    (split, split_gradients), (full, full_gradients) = results
+    assert split == pytest.approx(full, rel=1e-12)
+    assert len(split_gradients) == len(full_gradients) > 0
+    for a, b in zip(split_gradients, full_gradients):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

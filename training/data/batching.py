@@ -8,7 +8,7 @@ batches are the same whether or not the run was resumed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -50,6 +50,25 @@ class Batch:
                 value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
             moved[f.name] = value
         return Batch(**moved)
+
+
+def select_rows(batch: Batch, keep: torch.Tensor) -> Batch:
+    """The rows ``keep`` [B] bool of ``batch``, in their order, with atoms, edges and rows
+    numbered from 0."""
+    atoms = keep[batch.batch]  # [N]
+    new_atom = torch.cumsum(atoms, 0) - 1  # an old atom's index among the kept ones
+    edges = atoms[batch.edge_index[0]]
+    new_row = torch.cumsum(keep, 0) - 1
+    return replace(
+        batch,
+        positions=batch.positions[atoms], species=batch.species[atoms],
+        edge_index=new_atom[batch.edge_index[:, edges]], edge_shift=batch.edge_shift[edges],
+        batch=new_row[batch.batch[atoms]], num_atoms=batch.num_atoms[keep],
+        targets=batch.targets[keep], target_mask=batch.target_mask[keep],
+        weight=batch.weight[keep], kind=batch.kind[keep], rows=batch.rows[keep],
+        forces=None if batch.forces is None else batch.forces[atoms],
+        force_mask=None if batch.force_mask is None else batch.force_mask[atoms],
+    )
 
 
 @dataclass

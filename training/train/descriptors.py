@@ -33,11 +33,12 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from ..data.batching import Batch, BatchLoader
+from ..data.batching import Batch, BatchLoader, select_rows
 from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
 from ..models.soap import dense_slots
 from ..models.potential import Potential, edge_vectors
+from .losses import labelled_rows
 from .passes import sub_batch
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class DescriptorCache:
         self.full = budget <= 0
 
     def of(self, potential: Potential, batch: Batch) -> Optional[Cached]:
-        """The batch's cached values in batch order, or None when the budget cannot hold them."""
+        """The batch's cached values in batch order, or None when the budget cannot hold them;
+        without Jacobians when a row has none (no force labels)."""
         self._check_signature(potential, batch.positions.dtype)
         rows = batch.rows.tolist()
         missing = [k for k, row in enumerate(rows) if row not in self.rows]
@@ -129,7 +131,7 @@ class DescriptorCache:
                 return None
         parts = [self.rows[row] for row in rows]
         descriptors = torch.cat([part.descriptors for part in parts])
-        if not self.jacobians:
+        if not self.jacobians or any(part.jacobians is None for part in parts):
             return Cached(descriptors)
         slots, start = [], 0
         for part in parts:
@@ -179,18 +181,39 @@ class DescriptorCache:
 
     def _compute(self, potential: Potential, batch: Batch) -> list[_Row]:
         """The values of each configuration of ``batch`` (its edges are contiguous per
-        configuration, in row order), from one descriptor call."""
-        # SOAP ignores edges at or beyond its cutoff (the model's), as the model does; their
-        # Jacobians are zero, so they stay aligned with the batch's edges.
-        vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift).detach()
-        representation = potential.representation
-        atoms = batch.num_atoms.tolist()
+        configuration, in row order), from one descriptor call per kind of row: Jacobians
+        only for rows with force labels (LA's EIP rows have none, and are most of its rows:
+        on al-pbe 4,298 of 4,355)."""
         if not self.jacobians:
-            with torch.no_grad():
-                lengths = torch.linalg.vector_norm(vectors, dim=1)
-                descriptors = representation.soap(batch.species, batch.edge_index, vectors, lengths)
-            return [_Row(part) for part in descriptors.split(atoms)]
-        descriptors, jacobians = representation.descriptors_and_jacobians(batch.species, batch.edge_index, vectors)
+            return self._descriptors(potential, batch)
+        labelled = labelled_rows(batch, torch.ones(batch.num_rows, dtype=torch.bool, device=batch.num_atoms.device))
+        if bool(labelled.all()):
+            return self._with_jacobians(potential, batch)
+        values: list[Optional[_Row]] = [None] * batch.num_rows
+        for keep, compute in ((labelled, self._with_jacobians), (~labelled, self._descriptors)):
+            if bool(keep.any()):
+                for k, row in zip(keep.nonzero()[:, 0].tolist(), compute(potential, select_rows(batch, keep))):
+                    values[k] = row
+        return [row for row in values if row is not None]
+
+    @staticmethod
+    def _descriptors(potential: Potential, batch: Batch) -> list[_Row]:
+        """Descriptors alone, per configuration."""
+        # SOAP ignores edges at or beyond its cutoff (the model's), as the model does.
+        vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift).detach()
+        with torch.no_grad():
+            lengths = torch.linalg.vector_norm(vectors, dim=1)
+            descriptors = potential.representation.soap(batch.species, batch.edge_index, vectors, lengths)
+        return [_Row(part) for part in descriptors.split(batch.num_atoms.tolist())]
+
+    @staticmethod
+    def _with_jacobians(potential: Potential, batch: Batch) -> list[_Row]:
+        """Descriptors and Jacobians, per configuration (edges beyond the cutoff have zero
+        Jacobians, so they stay aligned with the batch's edges)."""
+        vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift).detach()
+        descriptors, jacobians = potential.representation.descriptors_and_jacobians(batch.species, batch.edge_index,
+                                                                                    vectors)
+        atoms = batch.num_atoms.tolist()
         edges = torch.bincount(batch.batch.index_select(0, batch.edge_index[0]), minlength=batch.num_rows).tolist()
         rows, start = [], 0
         for p, j, receivers, n in zip(descriptors.split(atoms), jacobians.split(edges),
@@ -213,7 +236,8 @@ def _grouped(descriptors: torch.Tensor, jacobians: torch.Tensor, receivers: torc
 class CachedEnergies:
     """The stand-in for ``potential.atomic_energies`` on cached descriptors
     (``metrics.AtomicEnergies``): a call gives per-atom energies [N, K] (None: take the
-    ordinary path); ``with_forces`` gives them with the forces of all K outputs at once."""
+    ordinary path, also for forces of a row cached without Jacobians); ``with_forces`` gives
+    them with the forces of all K outputs at once."""
 
     def __init__(self, potential: Potential, cache: DescriptorCache) -> None:
         self.potential, self.cache = potential, cache
@@ -224,8 +248,8 @@ class CachedEnergies:
             return None
         descriptors = cached.descriptors
         if batch.positions.requires_grad:
-            if cached.jacobians is None:
-                raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
+            if cached.jacobians is None:  # a row without force labels: no Jacobians kept
+                return None
             vectors = edge_vectors(batch.positions, batch.edge_index, batch.edge_shift)
             change = vectors - vectors.detach()  # 0 in value, the identity in derivative
             descriptors = descriptors + linear_change(cached, change)
@@ -239,8 +263,8 @@ class CachedEnergies:
         cached = self.cache.of(self.potential, batch)
         if cached is None:
             return None
-        if cached.jacobians is None:
-            raise ValueError("the descriptor cache holds no Jacobians: make it with jacobians=True for forces")
+        if cached.jacobians is None:  # a row without force labels: no Jacobians kept
+            return None
         descriptors = cached.descriptors.detach().requires_grad_(True)
         atomic = atomic_energies_of(self.potential, descriptors, batch.species)  # [N, K]
         gradients = -predicted_forces(atomic, descriptors, create_graph=create_graph)  # [N, K, D]

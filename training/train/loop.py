@@ -21,9 +21,9 @@ from ..distributed import EnergiesOf, barrier, data_parallel, global_sum, world
 from ..models.potential import Potential
 from .checkpoint import load_state, save_atomic
 from .descriptors import DescriptorCache, budget_bytes, cached_energies, has_fixed_descriptor
-from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse
+from .losses import ForceLoss, ForceMSE, LossFunction, energy_mse, rows_for_forces
 from .passes import backward_in_passes, weights
-from .metrics import AtomicEnergies, batch_energies, energies_and_forces, energy_metrics
+from .metrics import AtomicEnergies, batch_energies, energies_and_forces_of_rows, energy_metrics
 from .optimizer import adam
 from .schedules import ScheduleBuilder, linear_decay
 
@@ -74,8 +74,9 @@ def _step_loss(potential: Potential, batch: Batch, settings: FitSettings,
         return settings.loss(batch_energies(potential, batch, atomic_energies), batch)
     if batch.forces is None:
         raise ValueError("the loss has a force term but the batch has no force labels")
-    energies, forces = energies_and_forces(potential, batch, atomic_energies,
-                                           batched=settings.batched_force_gradients)  # [B, K], [N, K, 3]
+    energies, forces = energies_and_forces_of_rows(potential, batch, rows_for_forces(force_term, batch),
+                                                   atomic_energies,
+                                                   batched=settings.batched_force_gradients)  # [B, K], [N, K, 3]
     return settings.loss(energies, batch) + force_term(forces, batch)
 
 
@@ -98,7 +99,7 @@ def _step_backward(potential: Potential, batch: Batch, settings: FitSettings,
         loss = settings.loss(energies, whole)
         return loss if force_term is None else loss + force_term(forces, whole)
 
-    return backward_in_passes(potential, batch, loss_of, force_term is not None, limit, atomic_energies,
+    return backward_in_passes(potential, batch, loss_of, force_term, limit, atomic_energies,
                               settings.batched_force_gradients)
 
 

@@ -1,5 +1,7 @@
 """Losses over a batch: ``loss(predicted [B, K] eV, batch) -> scalar``, and force terms
-``force_loss(forces [N, K, 3] eV/Å, batch) -> scalar`` (weights included).
+``force_loss(forces [N, K, 3] eV/Å, batch) -> scalar`` (weights included); a force term
+may say which rows' forces it uses (``rows(batch) -> [B] bool``), so that a step computes
+the forces of those rows alone.
 
 The batch carries per-row ``kind``, ``weight`` and ``target_mask``, so a strategy can add
 rows of another kind (EIP labels) with their own loss term and weight; the baseline's
@@ -13,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..data.batching import KIND_DFT, Batch
-from ..distributed import batch_mean
+from ..distributed import batch_mean, world
 
 LossFunction = Callable[[torch.Tensor, Batch], torch.Tensor]
 ForceLoss = Callable[[torch.Tensor, Batch], torch.Tensor]
@@ -41,6 +43,26 @@ def force_rows(batch: Batch, rows: torch.Tensor) -> torch.Tensor:
     return batch.force_mask & rows[batch.batch].unsqueeze(1)
 
 
+def labelled_rows(batch: Batch, rows: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the rows of ``rows`` [B] bool with at least one force label, the rows
+    whose predicted forces a force term looks at."""
+    if batch.force_mask is None:
+        return torch.zeros_like(rows)
+    counts = torch.zeros(batch.num_rows, dtype=torch.int64, device=rows.device)
+    counts.index_add_(0, batch.batch, batch.force_mask.any(1).to(torch.int64))
+    return rows & (counts > 0)
+
+
+def rows_for_forces(term: ForceLoss, batch: Batch) -> torch.Tensor:
+    """[B] bool: the rows whose forces a step computes for ``term``: those it says it uses,
+    else all. All under torchrun too: DistributedDataParallel takes one forward per step,
+    and the split is two."""
+    used = getattr(term, "rows", None)
+    if used is None or world().distributed:
+        return torch.ones(batch.num_rows, dtype=torch.bool, device=batch.num_atoms.device)
+    return used(batch)
+
+
 def masked_force_mse(forces: torch.Tensor, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
     """Mean squared error (eV/Å)² over the present force components of the atoms of
     ``rows`` [B] bool, every output k: forces [N, K, 3]; 0 if none."""
@@ -60,3 +82,7 @@ class ForceMSE:
 
     def __call__(self, forces: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.weight * masked_force_mse(forces, batch, batch.kind == self.kind)
+
+    def rows(self, batch: Batch) -> torch.Tensor:
+        """[B] bool: the rows whose forces this term uses (the others' may be left 0)."""
+        return labelled_rows(batch, batch.kind == self.kind)

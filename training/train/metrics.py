@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..data.batching import Batch, BatchLoader
+from ..data.batching import Batch, BatchLoader, select_rows
 from ..distributed import gather_in_order, global_sum
 from ..models.derivatives import predicted_forces
 from ..models.layers import scatter_sum
@@ -46,6 +46,31 @@ def energies_and_forces(potential: Potential, batch: Batch, atomic_energies: Ato
     batch = replace(batch, positions=positions)
     energies = batch_energies(potential, batch, atomic_energies)
     return energies, predicted_forces(energies, positions, create_graph=create_graph, batched=batched)
+
+
+def energies_and_forces_of_rows(potential: Potential, batch: Batch, needed: torch.Tensor,
+                                atomic_energies: AtomicEnergies | None = None, create_graph: bool = True,
+                                batched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``energies_and_forces`` with the forces of the rows ``needed`` [B] bool alone; the
+    other rows' energies come from a forward pass and their forces are 0.
+
+    The double backward of force training costs as the atoms it covers: LA with DFT forces
+    has a force term on its DFT rows only (~1 in 5 rows, or 1 in 70 on al-pbe), so the
+    forces of its EIP rows were work thrown away. A SOAPNet not yet standardised takes its
+    statistics from the first batch it sees in training, so that batch goes whole."""
+    if bool(needed.all()) or not bool(getattr(potential.representation, "standardized", True)):
+        return energies_and_forces(potential, batch, atomic_energies, create_graph, batched)
+    rest = batch_energies(potential, select_rows(batch, ~needed), atomic_energies)  # [B - F, K]
+    outputs = rest.shape[1]
+    forces = rest.new_zeros((batch.positions.shape[0], outputs, 3))
+    if not bool(needed.any()):
+        return rest, forces
+    part_energies, part_forces = energies_and_forces(potential, select_rows(batch, needed), atomic_energies,
+                                                     create_graph, batched)
+    order = torch.cat([needed.nonzero()[:, 0], (~needed).nonzero()[:, 0]])
+    energies = torch.cat([part_energies, rest])[torch.argsort(order)]
+    atoms = needed[batch.batch].nonzero()[:, 0]
+    return energies, forces.index_copy(0, atoms, part_forces)
 
 
 @dataclass

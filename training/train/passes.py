@@ -18,15 +18,14 @@ force backward) per pass.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable, Optional
 
 import torch
 
-from ..data.batching import Batch
-from ..models.derivatives import predicted_forces
+from ..data.batching import Batch, select_rows
 from ..models.potential import Potential
-from .metrics import AtomicEnergies, batch_energies
+from .losses import ForceLoss, rows_for_forces
+from .metrics import AtomicEnergies, batch_energies, energies_and_forces_of_rows
 
 Predict = Callable[[Batch, bool], tuple[torch.Tensor, Optional[torch.Tensor]]]
 
@@ -47,23 +46,10 @@ def row_groups(num_atoms: torch.Tensor, max_atoms: int) -> list[tuple[int, int]]
 
 
 def sub_batch(batch: Batch, start: int, stop: int) -> Batch:
-    """Rows [start, stop) of ``batch`` (whose atoms and edges come in row order, as
-    ``batching.collate`` makes them), with atom indices from 0."""
-    offsets = torch.cumsum(batch.num_atoms, 0) - batch.num_atoms
-    first = int(offsets[start]) if start < batch.num_rows else int(batch.num_atoms.sum())
-    last = first + int(batch.num_atoms[start:stop].sum())
-    edges = (batch.edge_index[0] >= first) & (batch.edge_index[0] < last)
-    atoms = slice(first, last)
-    return replace(
-        batch,
-        positions=batch.positions[atoms], species=batch.species[atoms],
-        edge_index=batch.edge_index[:, edges] - first, edge_shift=batch.edge_shift[edges],
-        batch=batch.batch[atoms] - start, num_atoms=batch.num_atoms[start:stop],
-        targets=batch.targets[start:stop], target_mask=batch.target_mask[start:stop],
-        weight=batch.weight[start:stop], kind=batch.kind[start:stop], rows=batch.rows[start:stop],
-        forces=None if batch.forces is None else batch.forces[atoms],
-        force_mask=None if batch.force_mask is None else batch.force_mask[atoms],
-    )
+    """Rows [start, stop) of ``batch``, with atom indices from 0."""
+    keep = torch.zeros(batch.num_rows, dtype=torch.bool, device=batch.num_atoms.device)
+    keep[start:stop] = True
+    return select_rows(batch, keep)
 
 
 def weights(potential: Potential) -> list[torch.Tensor]:
@@ -73,21 +59,22 @@ def weights(potential: Potential) -> list[torch.Tensor]:
     return [p for p in potential.parameters() if p.requires_grad]
 
 
-def backward_in_passes(potential: Potential, batch: Batch, loss: Callable[..., torch.Tensor], with_forces: bool,
-                       max_atoms: int, atomic_energies: AtomicEnergies | None = None,
+def backward_in_passes(potential: Potential, batch: Batch, loss: Callable[..., torch.Tensor],
+                       force_term: Optional[ForceLoss], max_atoms: int, atomic_energies: AtomicEnergies | None = None,
                        batched_force_gradients: bool = False) -> torch.Tensor:
     """Add dL/dw of ``loss(energies [B, K], forces [N, K, 3] or None, batch)`` to the weights'
-    ``.grad`` in passes of at most ``max_atoms`` atoms; returns L (detached)."""
+    ``.grad`` in passes of at most ``max_atoms`` atoms; returns L (detached). Forces are
+    predicted when there is a ``force_term``, for the rows it uses."""
     parts = [sub_batch(batch, start, stop) for start, stop in row_groups(batch.num_atoms, max_atoms)]
+    with_forces = force_term is not None
 
     def predict(part: Batch, graph: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if not with_forces:
+        if force_term is None:
             with torch.set_grad_enabled(graph):
                 return batch_energies(potential, part, atomic_energies), None
-        positions = part.positions.detach().requires_grad_(True)
-        energies = batch_energies(potential, replace(part, positions=positions), atomic_energies)
-        forces = predicted_forces(energies, positions, create_graph=graph, batched=batched_force_gradients)
-        return energies, forces
+        with torch.set_grad_enabled(True):
+            return energies_and_forces_of_rows(potential, part, rows_for_forces(force_term, part), atomic_energies,
+                                               create_graph=graph, batched=batched_force_gradients)
 
     predictions = [predict(part, graph=False) for part in parts]
     energies = torch.cat([e.detach() for e, _ in predictions]).requires_grad_(True)

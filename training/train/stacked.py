@@ -31,11 +31,12 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..data.batching import Batch
+from ..data.batching import Batch, select_rows
 from ..models.layers import scatter_sum
 from ..models.potential import Potential
 from .descriptors import DescriptorCache, atomic_energies_of, forces_from_gradients
 from .loop import FitSettings
+from .losses import rows_for_forces
 from .optimizer import adam
 
 # Settings the members must share to take one Adam step with one schedule.
@@ -126,16 +127,33 @@ class StackedMembers:
         self._standardize(descriptors)
         assert self.optimizer is not None
         count = len(self.members)
-        inputs = descriptors.detach().unsqueeze(0).expand(count, -1, -1).requires_grad_(self.with_forces)
-        atomic = torch.func.vmap(self._energies, in_dims=(0, 0, 0, None))(
-            self.params, self.buffers, inputs, batch.species)  # [K, N, 1]
+        needed = self._force_rows(batch)
+        atoms = needed[batch.batch]  # [N]: the atoms whose forces a force term uses
+        # The per-atom MLP in two calls: with the descriptor's gradient for those atoms only.
+        inputs = descriptors.detach()[atoms].unsqueeze(0).expand(count, -1, -1).requires_grad_(True)
+        energies_of = torch.func.vmap(self._energies, in_dims=(0, 0, 0, None))
+        atomic = descriptors.new_zeros((count, descriptors.shape[0], 1))
+        if bool(atoms.any()):
+            atomic_forced = energies_of(self.params, self.buffers, inputs, batch.species[atoms])  # [K, N_f, 1]
+            atomic = atomic.index_copy(1, atoms.nonzero()[:, 0], atomic_forced)
+        if not bool(atoms.all()):
+            rest = descriptors.detach()[~atoms].unsqueeze(0).expand(count, -1, -1)
+            atomic = atomic.index_copy(1, (~atoms).nonzero()[:, 0],
+                                       energies_of(self.params, self.buffers, rest, batch.species[~atoms]))
         energies = scatter_sum(atomic[:, :, 0].transpose(0, 1), batch.batch, batch.num_rows)  # [B, K]
         forces = None
         if self.with_forces:
             if batch.forces is None:
                 raise ValueError("the loss has a force term but the batch has no force labels")
-            (gradients,) = torch.autograd.grad(atomic.sum(), inputs, create_graph=True)  # [K, N, D]
-            forces = forces_from_gradients(cached, batch, gradients.transpose(0, 1).contiguous())  # [N, K, 3]
+            forces = descriptors.new_zeros((descriptors.shape[0], count, 3))
+            if bool(atoms.any()):
+                (gradients,) = torch.autograd.grad(atomic_forced.sum(), inputs, create_graph=True)  # [K, N_f, D]
+                part = select_rows(batch, needed)
+                part_cached = cached if bool(needed.all()) else self.cache.of(self.members[0].potential, part)
+                if part_cached is None or part_cached.jacobians is None:  # rows cached without Jacobians
+                    return None
+                part_forces = forces_from_gradients(part_cached, part, gradients.transpose(0, 1).contiguous())
+                forces = forces.index_copy(0, atoms.nonzero()[:, 0], part_forces)  # [N, K, 3]
         losses = []
         for k, m in enumerate(self.members):
             loss = m.settings.loss(energies[:, k:k + 1], batch)
@@ -155,6 +173,15 @@ class StackedMembers:
             for m in self.members:
                 m.scheduler.step()
         return [float(loss.detach()) for loss in losses]
+
+    def _force_rows(self, batch: Batch) -> torch.Tensor:
+        """[B] bool: the rows whose forces some member's force term uses (none without one)."""
+        needed = torch.zeros(batch.num_rows, dtype=torch.bool, device=batch.num_atoms.device)
+        for m in self.members:
+            term = m.settings.force_term()
+            if term is not None:
+                needed |= rows_for_forces(term, batch)
+        return needed
 
     def _energies(self, params: dict, buffers: dict, descriptors: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.base, (params, buffers), (descriptors, species))

@@ -23,7 +23,7 @@ import torch
 
 from ...distributed import batch_mean, gather_objects, world
 from ...data.batching import KIND_DFT, KIND_EIP, Batch
-from ...train.losses import force_rows, masked_force_mse, masked_mse
+from ...train.losses import force_rows, labelled_rows, masked_force_mse, masked_mse
 
 TUKEY_C = 4.6851  # 95 % efficiency at the normal distribution
 MAD_TO_SIGMA = 1.4826  # MAD * 1.4826 = sigma for normal residuals
@@ -112,3 +112,10 @@ class AugmentedForceLoss:
         else:
             eip = masked_force_mse(forces, batch, batch.kind == KIND_EIP)
         return self.dft_weight * dft + self.alpha * self.balance * self.eip_weight * eip
+
+    def rows(self, batch: Batch) -> torch.Tensor:
+        """[B] bool: the rows whose forces enter the term (a weight of 0 leaves its rows out:
+        LA with DFT forces only needs no forces of its EIP rows)."""
+        used = ((batch.kind == KIND_DFT) & (self.dft_weight > 0)) | (
+            (batch.kind == KIND_EIP) & (self.alpha * self.balance * self.eip_weight > 0))
+        return labelled_rows(batch, used)
