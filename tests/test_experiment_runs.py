@@ -150,6 +150,11 @@ def test_the_metal_sets_train_the_si_configs_under_their_own_names_and_cards(tmp
     row = experiment_runs.card_row("x", values, agau.columns)
     assert row == "| x | 0.200 | 0.100 | 4.000 | 70 | 0.60 | 4.000 | 70 | – | -50 | 19/21 |"
     assert agau.paper_cell("MP") == "0.3353 (-54.0 %)"
+    # The model's description gives the set's cutoff and, for SOAP, its feature count.
+    assert "r_c 7 Å" in al.description and "; 252 features" in al.description
+    assert "r_c 7 Å" in models.Experiments("soapnet", models.DATASETS["agau-pbe"]).description
+    assert "; 952 features" in models.Experiments("soapnet", models.DATASETS["agau-pbe"]).description
+    assert "cutoff 5 Å" in models.Experiments("schnet", models.DATASETS["si-pbe"]).description
 
 
 def test_a_section_is_not_rewritten_with_fewer_finished_runs_than_it_shows(tmp_path):
