@@ -5,6 +5,8 @@ Numerical derivatives live here once: central differences in float64.
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 from ase import Atoms
 
 
@@ -152,3 +154,51 @@ def strained_rattled_si(seed: int) -> Atoms:
     atoms.set_cell(atoms.cell.array @ np.array([[1.02, 0.01, 0], [0, 0.99, 0.02], [0, 0, 1.01]]), scale_atoms=True)
     atoms.rattle(0.1, seed=seed)
     return atoms
+
+
+def _energy_force_loss(potential, positions, edge_index, edge_shift, per_edge: bool, forces: bool):
+    """Energy, forces (None without) and the weight gradients of an energy (+ force) loss,
+    through the model's default path or, with ``per_edge``, every layer on every edge (the
+    path of the exported model's pruned layers, evaluated per edge)."""
+    potential.zero_grad()
+    positions = positions.clone().requires_grad_(forces)
+    edge_index, vectors, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
+    every_edge = [lengths.shape[0]] * potential.representation.num_layers if per_edge else None
+    species = torch.zeros(len(positions), dtype=torch.long)
+    energy = potential.atomic_energies_from_edges(species, edge_index, vectors, lengths, every_edge).sum()
+    loss, predicted = (energy + 5.0) ** 2, None
+    if forces:
+        (predicted,) = torch.autograd.grad(-energy, positions, create_graph=True)
+        loss = loss + 10.0 * ((predicted - 0.1) ** 2).sum()
+    loss.backward()
+    grads = [p.grad.clone() for p in potential.parameters() if p.grad is not None]
+    return energy.item(), None if predicted is None else predicted.detach(), grads
+
+
+def assert_by_length_equals_per_edge(potential, positions, edge_index, edge_shift) -> None:
+    """A model's training paths that compute functions of the edge length once per distinct
+    length (``distinct_lengths``) give the per-edge model's energy, forces and the weight
+    gradients of an energy loss and of an energy + force loss (the double backward)."""
+    for forces in (False, True):
+        fast = _energy_force_loss(potential, positions, edge_index, edge_shift, False, forces)
+        edge = _energy_force_loss(potential, positions, edge_index, edge_shift, True, forces)
+        assert fast[0] == pytest.approx(edge[0], rel=1e-12)
+        if forces:
+            torch.testing.assert_close(fast[1], edge[1], rtol=1e-10, atol=1e-12)
+        assert len(fast[2]) == len(edge[2]) > 0
+        for a, b in zip(fast[2], edge[2]):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def diamond_graph(rattle: float, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions, edge index and edge shifts (float64 tensors, Å) of 64-atom diamond Si,
+    rattled by ``rattle`` Å (0: every length repeated many times)."""
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+    if rattle:
+        atoms.rattle(rattle, seed=3)
+    i, j, shift = neighbor_list("ijS", atoms, cutoff)
+    return (torch.tensor(atoms.positions), torch.tensor(np.stack([i, j])),
+            torch.tensor(shift @ atoms.cell.array))

@@ -10,8 +10,9 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-from physics import (assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant,
-                     assert_smooth_through_the_cutoff, strained_rattled_si, nve_energy_drift)
+from physics import (assert_by_length_equals_per_edge, assert_extensive, assert_forces_and_stress_are_derivatives,
+                     assert_invariant, assert_smooth_through_the_cutoff, diamond_graph, strained_rattled_si,
+                     nve_energy_drift)
 
 from eipnn_calc import EIPNNCalculator, load_model, read_metadata
 from eipnn_calc.neighbors import build_edges
@@ -50,6 +51,18 @@ def test_settings_are_checked():
         CGCNN(1, radial_basis="spline")
     with pytest.raises(ValueError, match="num_layers must be at least 1"):
         CGCNN(1, num_layers=0)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("rattle", [0.0, 0.05])
+def test_radial_terms_by_distinct_length_give_the_per_edge_model_and_gradients(rattle, name):
+    """Training computes the envelope and every layer's radial term once per distinct edge
+    length (with their slopes for forces): energies, forces and the weight gradients of
+    energy and force losses are the per-edge model's."""
+    torch.manual_seed(0)
+    potential = build_potential(ModelSpec("cgcnn", ["Si"], CUTOFF, VARIANTS[name], 16)).double()
+    potential.scale.fill_(20.0)
+    assert_by_length_equals_per_edge(potential, *diamond_graph(rattle, CUTOFF))
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

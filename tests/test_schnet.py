@@ -12,9 +12,8 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-from ase.neighborlist import neighbor_list
-from physics import (assert_extensive, assert_forces_and_stress_are_derivatives, assert_invariant,
-                     assert_smooth_through_the_cutoff, strained_rattled_si)
+from physics import (assert_by_length_equals_per_edge, assert_extensive, assert_forces_and_stress_are_derivatives,
+                     assert_invariant, assert_smooth_through_the_cutoff, diamond_graph, strained_rattled_si)
 
 from eipnn_calc import EIPNNCalculator, load_model
 from eipnn_calc.neighbors import build_edges
@@ -44,17 +43,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _graph(rattle: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
-    if rattle:
-        atoms.rattle(rattle, seed=3)
-    i, j, shift = neighbor_list("ijS", atoms, CUTOFF)
-    positions = torch.tensor(atoms.positions)
-    edge_index = torch.tensor(np.stack([i, j]))
-    edge_shift = torch.tensor(shift @ atoms.cell.array)
-    return positions, edge_index, edge_shift
 
 
 def _energy(potential, atoms: Atoms, cutoff: float = 5.0) -> float:
@@ -343,79 +331,33 @@ def test_an_old_run_folder_re_exports_to_the_same_network(tmp_path):
 # --- the energy-only path ---------------------------------------------------------------
 
 
-def _energy_and_grads(potential, positions, edge_index, edge_shift, general: bool):
-    """The energy and the weight gradients; ``general`` makes the lengths require a
-    gradient, which sends SchNet through its path for forces."""
-    potential.zero_grad()
-    positions = positions.clone().requires_grad_(general)
-    atomic = potential.atomic_energies(positions, torch.zeros(len(positions), dtype=torch.long), edge_index, edge_shift)
-    energy = atomic.sum()
-    energy.backward()
-    return energy.item(), [p.grad.clone() for p in potential.parameters()]
-
-
 @pytest.mark.parametrize("basis", [{}, {"rbf_width": "spacing"}, {"radial_basis": "bessel", "num_rbf": 8}],
                          ids=["gaussian_dgl", "gaussian_spacing", "bessel"])
 @pytest.mark.parametrize("rattle", [0.0, 0.05])
-def test_energy_only_path_gives_the_same_energy_and_weight_gradients(rattle, basis):
-    torch.manual_seed(0)
-    potential = build_potential(ModelSpec("schnet", ["Si"], CUTOFF, dict(SMALL, **basis), 16)).double()
-    positions, edge_index, edge_shift = _graph(rattle)
-    _, _, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
-    # Every edge has a twin of the same length, so there is work to save.
-    assert len(torch.unique(lengths)) <= lengths.shape[0] // 2
-    energy_general, grads_general = _energy_and_grads(potential, positions, edge_index, edge_shift, True)
-    energy_fast, grads_fast = _energy_and_grads(potential, positions, edge_index, edge_shift, False)
-    assert energy_fast == pytest.approx(energy_general, rel=1e-13)
-    for fast, general in zip(grads_fast, grads_general):
-        torch.testing.assert_close(fast, general, rtol=1e-10, atol=1e-12)
-
-
-def _force_loss_and_grads(potential, positions, edge_index, edge_shift, per_edge: bool):
-    """Forces and the weight gradients of an energy + force loss (the double backward of
-    force training); ``per_edge`` forces the filter network onto every edge."""
-    potential.zero_grad()
-    positions = positions.clone().requires_grad_(True)
-    edge_index, vectors, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
-    every_edge = [lengths.shape[0]] * potential.representation.num_layers if per_edge else None
-    species = torch.zeros(len(positions), dtype=torch.long)
-    energy = potential.atomic_energies_from_edges(species, edge_index, vectors, lengths, every_edge).sum()
-    (forces,) = torch.autograd.grad(-energy, positions, create_graph=True)
-    loss = (energy + 5.0) ** 2 + 10.0 * ((forces - 0.1) ** 2).sum()
-    loss.backward()
-    return forces.detach(), [p.grad.clone() for p in potential.parameters()]
-
-
-@pytest.mark.parametrize("basis", [{}, {"rbf_width": "spacing"}, {"radial_basis": "bessel", "num_rbf": 8}],
-                         ids=["gaussian_dgl", "gaussian_spacing", "bessel"])
-@pytest.mark.parametrize("rattle", [0.0, 0.05])
-def test_force_training_by_distinct_length_gives_autograds_weight_gradients(rattle, basis):
-    """Force training computes the filters once per distinct length, with their slopes by
-    forward-mode differentiation (issue 16): forces and the weight gradients of a force loss
-    equal those of the filter network on every edge. rattle 0: many pairs of one length,
-    each with its own derivative."""
+def test_filters_by_distinct_length_give_the_per_edge_model_and_gradients(rattle, basis):
+    """Training computes the filters once per distinct length, with their slopes by
+    forward-mode differentiation when forces are asked for (issue 16): energies, forces and
+    the weight gradients of energy and force losses equal those of the filter network on
+    every edge. rattle 0: many pairs of one length, each with its own derivative."""
     torch.manual_seed(0)
     potential = build_potential(ModelSpec("schnet", ["Si"], CUTOFF, dict(SMALL, **basis), 16)).double()
     potential.scale.fill_(20.0)
-    positions, edge_index, edge_shift = _graph(rattle)
-    forces_edge, grads_edge = _force_loss_and_grads(potential, positions, edge_index, edge_shift, True)
-    forces_fast, grads_fast = _force_loss_and_grads(potential, positions, edge_index, edge_shift, False)
-    if rattle > 0:  # (the perfect crystal's forces vanish; their weight gradients do not)
-        assert float(forces_edge.abs().max()) > 1e-3
-    torch.testing.assert_close(forces_fast, forces_edge, rtol=1e-10, atol=1e-12)
-    for fast, edge in zip(grads_fast, grads_edge):
-        torch.testing.assert_close(fast, edge, rtol=1e-9, atol=1e-11)
+    positions, edge_index, edge_shift = diamond_graph(rattle, CUTOFF)
+    _, _, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
+    # Every edge has a twin of the same length, so there is work to save.
+    assert len(torch.unique(lengths)) <= lengths.shape[0] // 2
+    assert_by_length_equals_per_edge(potential, positions, edge_index, edge_shift)
 
 
 def test_a_wrong_length_table_would_be_seen():
     """The comparison above can fail: the table rows shuffled give another energy."""
     torch.manual_seed(0)
     potential = build_potential(SPEC).double()
-    positions, edge_index, edge_shift = _graph(0.05)
+    positions, edge_index, edge_shift = diamond_graph(0.05, CUTOFF)
     _, _, lengths = potential.edge_geometry(positions, edge_index, edge_shift)
     schnet = potential.representation
     x = schnet.embedding(torch.zeros(len(positions), dtype=torch.long))
-    right = schnet._energy_only(x, edge_index, lengths).sum().item()
+    right = schnet._by_length(x, edge_index, lengths).sum().item()
     real_unique = torch.unique
 
     def shuffled_unique(values, return_inverse=False):
@@ -424,7 +366,7 @@ def test_a_wrong_length_table_would_be_seen():
 
     torch.unique = shuffled_unique
     try:
-        wrong = schnet._energy_only(x, edge_index, lengths).sum().item()
+        wrong = schnet._by_length(x, edge_index, lengths).sum().item()
     finally:
         torch.unique = real_unique
     assert abs(wrong - right) > 1e-6
@@ -436,7 +378,7 @@ def test_exported_forces_match_finite_differences_on_a_crystal_with_equal_length
     (positions require a gradient there) gets forces from the per-edge path."""
     torch.manual_seed(0)
     potential = torch.jit.script(build_potential(ModelSpec("schnet", ["Si"], CUTOFF, dict(SMALL, **basis), 16)).double())
-    positions, edge_index, edge_shift = _graph(0.0)
+    positions, edge_index, edge_shift = diamond_graph(0.0, CUTOFF)
     positions[0, 0] += 0.03  # a nonzero force on atom 0 in an otherwise perfect crystal
     mask = torch.ones(len(positions), dtype=torch.bool)
     species = torch.zeros(len(positions), dtype=torch.long)

@@ -16,8 +16,9 @@ each makes energy or forces discontinuous or size-dependent. Here:
   features; the potential sums per-atom energies (``Potential``).
 
 z W splits into v_i W_i + v_j W_j + u(r) W_u: the first two are atom-sized matmuls gathered
-onto the edges, the last a function of the edge length alone, which the exported model reads
-from a table (``tabulated.TabulatedCGCNN``).
+onto the edges, the last a function of the edge length alone, which training computes once
+per distinct length (``distinct_lengths``) and the exported model reads from a table
+(``tabulated.TabulatedCGCNN``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from .distinct_lengths import group_lengths, values_and_slopes
 from .layers import ShiftedSoftplus
 from .schnet import EDGE_CHUNK, leading_rows, radial_parts
 
@@ -113,6 +115,8 @@ class CGCNN(nn.Module):
         """``layer_edges[l]``: layer ``l`` uses only that many leading edges (the KIM driver's
         pruning, ``Potential.forward``); None: all of them."""
         x = self.embedding(species)
+        if layer_edges is None and not torch.jit.is_scripting():
+            return self._by_length(x, edge_index, lengths)
         length_chunks = lengths.split(self.edge_chunk)
         rbf = [self.rbf(chunk) for chunk in length_chunks]
         envelope = [self.envelope(chunk) for chunk in length_chunks]
@@ -122,6 +126,28 @@ class CGCNN(nn.Module):
             count = None if layer_edges is None else layer_edges[layer]
             layer_rbf = rbf if count is None else leading_rows(rbf, count)  # a pruned layer: its edges only
             x = convolution(x, receivers, senders, [convolution.radial(chunk) for chunk in layer_rbf], envelope, count)
+        return x
+
+    @torch.jit.unused
+    def _by_length(self, x: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eager training: the envelope and every layer's radial term
+        u(r) W_u + b once per distinct edge length (``distinct_lengths``), with their slopes
+        when forces are asked for. The radial matmul was a third of an energy step, on
+        every edge. Not in the exported model: it evaluates per edge."""
+        groups = group_lengths(lengths, self.edge_chunk)
+        receivers = list(edge_index[0].split(self.edge_chunk))
+        senders = list(edge_index[1].split(self.edge_chunk))
+
+        def tables(distinct: torch.Tensor) -> List[torch.Tensor]:
+            return [self.envelope(distinct)] + self.radial_terms(distinct)
+
+        if groups.offsets is None:  # energies only
+            found = [(table, None) for table in tables(groups.distinct)]
+        else:
+            found = values_and_slopes(tables, groups.distinct)
+        envelope = groups.gather(*found[0])
+        for convolution, (table, slope) in zip(self.convolutions, found[1:]):
+            x = convolution(x, receivers, senders, groups.gather(table, slope), envelope)
         return x
 
     def radial_terms(self, lengths: torch.Tensor) -> List[torch.Tensor]:

@@ -6,8 +6,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.autograd import forward_ad
 
+from .distinct_lengths import group_lengths, values_and_slopes
 from .layers import BesselRBF, CosineCutoff, GaussianRBF, PolynomialCutoff, ShiftedSoftplus, mlp
 
 # Edge work runs in chunks of this many edges, so that every [edges, features] temporary
@@ -115,30 +115,6 @@ class Interaction(nn.Module):
         """Filters [U, F] of the rows of ``rbf`` [U, num_rbf] and ``envelope`` [U]."""
         return self.filter_net(rbf) * envelope.unsqueeze(-1)
 
-    def forward_by_length(
-        self,
-        x: torch.Tensor,
-        receivers: List[torch.Tensor],
-        senders: List[torch.Tensor],
-        table: torch.Tensor,
-        length_ids: List[torch.Tensor],
-        slope: Optional[torch.Tensor] = None,
-        offsets: Optional[List[torch.Tensor]] = None,
-    ) -> torch.Tensor:
-        """``forward`` with the filters computed once per distinct edge length: ``table``
-        [U, F] (``filter_table``) holds one row per distinct length, ``length_ids[k]`` the row
-        of each edge. With ``slope`` dW/dr [U, F] and ``offsets`` (each edge's length minus
-        that same length detached: 0 in value, derivative 1), an edge's filter is
-        table + slope * offset, so the filter and its first derivative by the edge length
-        are exact (the force path)."""
-        filters: List[torch.Tensor] = []
-        for k in range(len(length_ids)):
-            edge_filters = table.index_select(0, length_ids[k])
-            if slope is not None and offsets is not None:
-                edge_filters = edge_filters + slope.index_select(0, length_ids[k]) * offsets[k].unsqueeze(-1)
-            filters.append(edge_filters)
-        return self.convolve(x, receivers, senders, filters)
-
 
 class SchNet(nn.Module):
     """Per-atom features [N, num_features] from species and edge lengths.
@@ -180,10 +156,8 @@ class SchNet(nn.Module):
         """``layer_edges[l]``: interaction ``l`` uses only that many leading edges (see
         ``Potential.forward``); None: all of them."""
         x = self.embedding(species)
-        if layer_edges is None and not lengths.requires_grad:
-            return self._energy_only(x, edge_index, lengths)
         if layer_edges is None and not torch.jit.is_scripting():
-            return self._by_length_with_slope(x, edge_index, lengths)
+            return self._by_length(x, edge_index, lengths)
         length_chunks = lengths.split(self.edge_chunk)
         rbf = [self.rbf(chunk) for chunk in length_chunks]
         envelope = [self.envelope(chunk) for chunk in length_chunks]
@@ -203,52 +177,26 @@ class SchNet(nn.Module):
                 )
         return x
 
-    def _energy_only(self, x: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The forward pass when no derivative by the geometry is asked for (training on
-        energies, evaluation). The filter network, 92 % of the work, depends on the edge
-        length alone, and every edge i->j has its twin j->i of the same length: computing it
-        once per distinct length at least halves that work. Weight gradients are unchanged;
-        forces would not be (equal lengths of different pairs are different functions of the
-        positions), hence only here."""
-        distinct, length_ids = torch.unique(lengths, return_inverse=True)
-        rbf = self.rbf(distinct)
-        envelope = self.envelope(distinct)
+    @torch.jit.unused
+    def _by_length(self, x: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eager training: every interaction's filters once per distinct edge
+        length (``distinct_lengths``), with their slopes dW/dr when forces are asked for.
+        The filter network, 92 % of the work per edge, depends on the edge length alone, and
+        every edge i->j has its twin j->i: this at least halves that work, and with forces
+        removes the filter network's double backward over every edge (docs/training.md).
+        Not in the exported model (TorchScript has no forward mode): it evaluates per edge."""
+        groups = group_lengths(lengths, self.edge_chunk)
         receivers = list(edge_index[0].split(self.edge_chunk))
         senders = list(edge_index[1].split(self.edge_chunk))
-        ids = list(length_ids.split(self.edge_chunk))
-        for interaction in self.interactions:
-            x = interaction.forward_by_length(x, receivers, senders, interaction.filter_table(rbf, envelope), ids)
+        if groups.offsets is None:  # energies only
+            found = [(table, None) for table in self.filter_tables(groups.distinct)]
+        else:
+            found = values_and_slopes(self.filter_tables, groups.distinct)
+        for interaction, (table, slope) in zip(self.interactions, found):
+            x = interaction.convolve(x, receivers, senders, groups.gather(table, slope))
         return x
 
-    @torch.jit.unused
-    def _by_length_with_slope(self, x: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The forward pass when forces are asked for, in eager mode (training on forces):
-        the filter network runs once per distinct length, as in ``_energy_only``, and
-        forward-mode differentiation gives each filter's slope dW/dr there. The slopes are
-        functions of the weights that autograd follows, so the double backward of force
-        training sees the same function as per edge; what it no longer does is the filter
-        network's double backward over every edge (docs/training.md). Not in the exported
-        model (TorchScript has no forward mode): it evaluates per edge."""
-        distinct, length_ids = torch.unique(lengths.detach(), return_inverse=True)
-        offsets = lengths - distinct.index_select(0, length_ids)  # 0 in value, d/d length = 1
-        tables = self.filters_and_slopes(distinct)
-        receivers = list(edge_index[0].split(self.edge_chunk))
-        senders = list(edge_index[1].split(self.edge_chunk))
-        ids = list(length_ids.split(self.edge_chunk))
-        offset_chunks = list(offsets.split(self.edge_chunk))
-        for interaction, (table, slope) in zip(self.interactions, tables):
-            x = interaction.forward_by_length(x, receivers, senders, table, ids, slope, offset_chunks)
-        return x
-
-    @torch.jit.unused
-    def filters_and_slopes(self, lengths: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        """Every interaction's filters W(r) and slopes dW/dr [U, F] at ``lengths`` [U] (Å),
-        by forward-mode differentiation (the force path above)."""
-        tables: List[Tuple[torch.Tensor, torch.Tensor]] = []
-        with forward_ad.dual_level():
-            dual = forward_ad.make_dual(lengths, torch.ones_like(lengths))
-            rbf, envelope = self.rbf(dual), self.envelope(dual)
-            for interaction in self.interactions:
-                value, slope = forward_ad.unpack_dual(interaction.filter_table(rbf, envelope))
-                tables.append((value, slope))
-        return tables
+    def filter_tables(self, lengths: torch.Tensor) -> List[torch.Tensor]:
+        """Every interaction's filters W(r) [U, F] at ``lengths`` [U] (Å)."""
+        rbf, envelope = self.rbf(lengths), self.envelope(lengths)
+        return [interaction.filter_table(rbf, envelope) for interaction in self.interactions]
