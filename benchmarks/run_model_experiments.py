@@ -18,7 +18,9 @@ its markers) is rewritten from the run folders.
 forces (``train.force_weight=10``; MP pretrains on the EIP energies as above and fine-tunes
 with forces), with each run's property card, in the section ``<model>-forces``. LA and MP+LA
 there take the α that the energy-only search chose on the same seed (``la.alpha``) and wait
-for that run: an 8-α search with forces is 8 force trainings, more than a session's CPU.
+for that run: an 8-α search with forces is 8 force trainings, more than a session's CPU for
+SchNet, CGCNN and GemNet (SOAPNet's stacked search, which now computes the forces of the DFT
+rows alone, would take ~35 min on si-pbe; it keeps the shared protocol).
 
 ``--alpha-runs``: an α search (LA, MP+LA) as one run per α (``<name>_a<α>``, ``la.alpha``
 fixed), each kept in benchmarks/finished when it finishes; once all have, the search's
