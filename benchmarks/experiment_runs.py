@@ -92,22 +92,30 @@ def finished_mark(count: int) -> str:
     return f"<!-- finished runs: {count} -->"
 
 
-def _finished(section: str) -> int | None:
+# What a finished run leaves in a section written before the mark: a per-seed cell
+# "config / atom MAE" (energy-only tables) or a per-seed row with its number (force tables).
+RESULT_CELL = re.compile(r"\| \d+\.\d+ / \d+\.\d+ (?=\|)")
+RESULT_ROW = re.compile(r"^\| [^|]*seed \d[^|]*\| -?\d", re.MULTILINE)
+
+
+def _finished(section: str) -> int:
+    """The section's finished runs: its mark, or (a section without one) its result cells."""
     found = FINISHED_MARK.search(section)
-    return int(found.group(1)) if found else None
+    if found:
+        return int(found.group(1))
+    return len(RESULT_CELL.findall(section)) + len(RESULT_ROW.findall(section))
 
 
 def publish(section: str, results: str, begin: str, end: str) -> int:
     """Put a generated section into the results file (between its markers) and print it;
     refused (exit status 1) when the new section holds fewer finished runs than the one in
     the file (their ``finished_mark``; a section without one, written before
-    ``benchmarks/finished`` existed, by its "not run" cells): such runs live only in the
-    file's text, and a new machine's ``--report-only`` must not wipe them."""
+    ``benchmarks/finished`` existed, by its per-seed result cells): such runs live only in
+    the file's text, and a new machine's ``--report-only`` (or a run over fewer seeds) must
+    not wipe them."""
     path = Path(results)
     old = read_section(path, begin, end)
-    new_count, old_count = _finished(section), _finished(old)
-    fewer = (new_count < old_count if new_count is not None and old_count is not None
-             else section.count("not run") > old.count("not run"))
+    fewer = _finished(section) < _finished(old)
     if old[len(begin):].strip() and fewer:  # an empty section has nothing to lose
         print(section)
         print(f"{results}: not rewritten: its section {begin} shows runs whose results.json is neither under "

@@ -158,14 +158,20 @@ def test_the_metal_sets_train_the_si_configs_under_their_own_names_and_cards(tmp
 
 
 def test_a_section_is_not_rewritten_with_fewer_finished_runs_than_it_shows(tmp_path):
+    """A section written before the finished mark counts its per-seed result cells (energy
+    tables) and per-seed rows (force tables): a run over fewer seeds, whose table has no
+    "not run" cells at all, must not replace three seeds' results with one."""
     results = tmp_path / "results.md"
     begin, end = "<!-- x:begin -->", "<!-- x:end -->"
-    kept = f"{begin}\n| baseline | 0.4 | 0.5 |\n{end}"
+    kept = (f"{begin}\n| baseline | 0.4236 / 0.0676 | 0.4363 / 0.0630 | 0.4866 / 0.0751 | 0.4488 (0.0334) |\n"
+            f"| MP, seed 1 | 0.217 | 0.106 |\n{end}")
     results.write_text(f"# Results\n\n{kept}\n")
-    assert experiment_runs.publish(f"{begin}\n| baseline | not run | 0.5 |\n{end}\n", str(results), begin, end) == 1
+    one_seed = f"{begin}\n{experiment_runs.finished_mark(2)}\n| baseline | 0.4286 / 0.0690 | 0.4286 |\n{end}\n"
+    assert experiment_runs.publish(one_seed, str(results), begin, end) == 1
     assert kept in results.read_text()
-    assert experiment_runs.publish(f"{begin}\n| baseline | 0.3 | 0.5 |\n{end}\n", str(results), begin, end) == 0
-    assert "| baseline | 0.3 | 0.5 |" in results.read_text()
+    all_seeds = one_seed.replace(experiment_runs.finished_mark(2), experiment_runs.finished_mark(4))
+    assert experiment_runs.publish(all_seeds, str(results), begin, end) == 0
+    assert "| baseline | 0.4286 / 0.0690 | 0.4286 |" in results.read_text()
 
 
 def test_a_section_with_its_finished_count_may_grow_by_seeds_but_not_lose_runs(tmp_path):
