@@ -443,8 +443,8 @@ def la_force_benchmark(args) -> None:
         batches = _collated(data.loader(mixed, 32, shuffle=True, seed=1), args.batches, torch.float32)
         balance = len(data.split.splits["train"]) / (len(mixed) - len(data.split.splits["train"]))
         term = AugmentedForceLoss(DEFAULT_FORCE_WEIGHT, 1.0, balance, 0.0)
-        ways = {"forces of every row (before)": replace_term(term, EveryRow(term), balance),
-                "forces of the rows with a force term (eipnn)": replace_term(term, term, balance)}
+        ways = {"forces of every row (before)": la_settings(EveryRow(term), balance),
+                "forces of the rows with a force term (eipnn)": la_settings(term, balance)}
         spec = model_spec(config, data.species)
         members = [seeded_potential(spec, seed) for seed in range(1 if model == "SchNet" else 8)]
         for potential in members:  # SOAPNet standardises on its first training batch
@@ -479,9 +479,9 @@ def la_force_benchmark(args) -> None:
     publish_section(Path(args.doc), "\n".join(lines), LA_BEGIN, LA_END, "# Training")
 
 
-def replace_term(term: AugmentedForceLoss, force_loss: Callable, balance: float) -> FitSettings:
-    """LA's loop settings (alpha 1) with ``force_loss`` as the force term."""
-    return FitSettings(loss=AugmentedLoss(term.alpha, balance), force_loss=force_loss)
+def la_settings(force_loss: Callable, balance: float) -> FitSettings:
+    """LA's loop settings at alpha 1 with ``force_loss`` as the force term."""
+    return FitSettings(loss=AugmentedLoss(1.0, balance), force_loss=force_loss)
 
 
 def main() -> None:

@@ -72,9 +72,8 @@ def backward_in_passes(potential: Potential, batch: Batch, loss: Callable[..., t
         if force_term is None:
             with torch.set_grad_enabled(graph):
                 return batch_energies(potential, part, atomic_energies), None
-        with torch.set_grad_enabled(True):
-            return energies_and_forces_of_rows(potential, part, rows_for_forces(force_term, part), atomic_energies,
-                                               create_graph=graph, batched=batched_force_gradients)
+        return energies_and_forces_of_rows(potential, part, rows_for_forces(force_term, part), atomic_energies,
+                                           create_graph=graph, batched=batched_force_gradients)
 
     predictions = [predict(part, graph=False) for part in parts]
     energies = torch.cat([e.detach() for e, _ in predictions]).requires_grad_(True)

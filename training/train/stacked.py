@@ -123,12 +123,18 @@ class StackedMembers:
         cached = self.cache.of(self.members[0].potential, batch)
         if cached is None:
             return None
+        needed = self._force_rows(batch)  # [B]: the rows whose forces some member's force term uses
+        atoms = needed[batch.batch]  # [N]
+        part, part_cached = batch, cached
+        if bool(atoms.any()) and not bool(needed.all()):
+            part = select_rows(batch, needed)
+            part_cached = self.cache.of(self.members[0].potential, part)
+        if bool(atoms.any()) and (part_cached is None or part_cached.jacobians is None):
+            return None  # those rows were cached without Jacobians
         descriptors = cached.descriptors
         self._standardize(descriptors)
         assert self.optimizer is not None
         count = len(self.members)
-        needed = self._force_rows(batch)
-        atoms = needed[batch.batch]  # [N]: the atoms whose forces a force term uses
         # The per-atom MLP in two calls: with the descriptor's gradient for those atoms only.
         inputs = descriptors.detach()[atoms].unsqueeze(0).expand(count, -1, -1).requires_grad_(True)
         energies_of = torch.func.vmap(self._energies, in_dims=(0, 0, 0, None))
@@ -147,11 +153,8 @@ class StackedMembers:
                 raise ValueError("the loss has a force term but the batch has no force labels")
             forces = descriptors.new_zeros((descriptors.shape[0], count, 3))
             if bool(atoms.any()):
+                assert part_cached is not None
                 (gradients,) = torch.autograd.grad(atomic_forced.sum(), inputs, create_graph=True)  # [K, N_f, D]
-                part = select_rows(batch, needed)
-                part_cached = cached if bool(needed.all()) else self.cache.of(self.members[0].potential, part)
-                if part_cached is None or part_cached.jacobians is None:  # rows cached without Jacobians
-                    return None
                 part_forces = forces_from_gradients(part_cached, part, gradients.transpose(0, 1).contiguous())
                 forces = forces.index_copy(0, atoms.nonzero()[:, 0], part_forces)  # [N, K, 3]
         losses = []
